@@ -21,6 +21,7 @@ pub mod integrity;
 pub mod jws;
 pub mod keyfile;
 mod keys;
+pub mod session;
 pub mod statement;
 mod time;
 
