@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --workspace --locked --all-targets "$@"
+# mpc-core's TCP transport (feature `tcp`) is only used by benchmarks; test it anyway.
+cargo test --workspace --locked --all-targets --features mpc-core/tcp "$@"
 # Doc tests are not part of --all-targets.
 cargo test --workspace --locked --doc

@@ -51,6 +51,17 @@ pub enum VerifyError {
         "the credential has a credentialStatus entry, which this verifier cannot check offline"
     )]
     StatusNotCheckable,
+    /// The document is secured with `eddsa-rdfc-2022` and uses JSON-LD
+    /// features (embedded context definitions, `@nest`, other `@` keywords)
+    /// that could make the JSON this verifier reads differ from the RDF
+    /// graph the signature covers.
+    #[error("unsupported JSON-LD in an eddsa-rdfc-2022 {what}: {reason}")]
+    UnsupportedJsonLd {
+        /// "credential" or "presentation".
+        what: &'static str,
+        /// Which feature.
+        reason: String,
+    },
     /// An embedded credential could not be evaluated.
     #[error("embedded credential #{index} cannot be evaluated")]
     EmbeddedCredential {
@@ -366,6 +377,12 @@ pub fn verify_credential(
         Ok(p) => p,
         Err(e) => return Ok(Err(CredentialInvalid::Proof(e))),
     };
+    if proof.suite == Cryptosuite::EddsaRdfc2022 {
+        check_plain_json_ld(obj, None).map_err(|reason| VerifyError::UnsupportedJsonLd {
+            what: "credential",
+            reason,
+        })?;
+    }
     if proof.purpose != ProofPurpose::AssertionMethod.name() {
         return Ok(Err(CredentialInvalid::WrongProofPurpose {
             found: proof.purpose,
@@ -444,6 +461,15 @@ pub fn verify_presentation(
         Ok(p) => p,
         Err(e) => return Ok(Err(PresentationInvalid::Proof(e))),
     };
+    if proof.suite == Cryptosuite::EddsaRdfc2022 {
+        // Embedded credentials are checked on their own, by their own suite.
+        check_plain_json_ld(obj, Some("verifiableCredential")).map_err(|reason| {
+            VerifyError::UnsupportedJsonLd {
+                what: "presentation",
+                reason,
+            }
+        })?;
+    }
     if proof.purpose != ProofPurpose::Authentication.name() {
         return Ok(Err(PresentationInvalid::WrongProofPurpose {
             found: proof.purpose,
@@ -503,6 +529,79 @@ fn check_context(obj: &Map<String, Value>) -> Result<(), String> {
         Some(Value::String(s)) if s == VC_V2_CONTEXT => Ok(()),
         _ => Err(format!("\"@context\" must start with {VC_V2_CONTEXT:?}")),
     }
+}
+
+/// Under `eddsa-rdfc-2022` the signature covers an RDF graph, but this
+/// verifier reads the JSON. JSON-LD lets the two disagree: an embedded context
+/// can map a visible key to nothing and a hidden one to a signed claim (so
+/// `"role": "organizer"` shows while `"party"` is what was signed), `@nest`
+/// moves `validUntil` out of sight, and unknown `@` keys are dropped. An rdfc
+/// document is therefore only accepted in plain form: contexts by URL (only
+/// bundled ones load) plus the issuer-dependent `@vocab` that
+/// [`issue_credential`] writes, and no `@` keys besides those of value
+/// objects. `skip` names a top-level entry checked elsewhere.
+fn check_plain_json_ld(obj: &Map<String, Value>, skip: Option<&str>) -> Result<(), String> {
+    if let Some(ctx) = obj.get("@context") {
+        let entries = match ctx {
+            Value::Array(a) => a.as_slice(),
+            other => std::slice::from_ref(other),
+        };
+        for entry in entries {
+            let plain = match entry {
+                Value::String(_) => true,
+                Value::Object(o) => {
+                    o.len() == 1
+                        && o.get("@vocab").and_then(Value::as_str) == Some(ISSUER_DEPENDENT_VOCAB)
+                }
+                _ => false,
+            };
+            if !plain {
+                return Err("embedded @context definitions are not accepted".into());
+            }
+        }
+    }
+    for (key, value) in obj {
+        match key.as_str() {
+            "@context" => continue,
+            k if Some(k) == skip => continue,
+            k => keyword_allowed(k)?,
+        }
+        match (key.as_str(), value) {
+            // The proof may repeat the document's @context (integrity::verify
+            // requires it to be identical).
+            ("proof", Value::Object(p)) => {
+                for (k, v) in p.iter().filter(|(k, _)| *k != "@context") {
+                    keyword_allowed(k)?;
+                    no_keywords(v)?;
+                }
+            }
+            _ => no_keywords(value)?,
+        }
+    }
+    Ok(())
+}
+
+fn no_keywords(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            keyword_allowed(k)?;
+            no_keywords(v)
+        }),
+        Value::Array(a) => a.iter().try_for_each(no_keywords),
+        _ => Ok(()),
+    }
+}
+
+/// Keys of value objects (`{"@value": "Alice", "@language": "en"}`) only
+/// describe a literal; every other `@` key is refused.
+fn keyword_allowed(key: &str) -> Result<(), String> {
+    if key.starts_with('@') && !matches!(key, "@value" | "@language" | "@direction") {
+        return Err(format!(
+            "the JSON-LD keyword {:?} is not accepted",
+            key.chars().take(32).collect::<String>()
+        ));
+    }
+    Ok(())
 }
 
 fn string_list(v: Option<&Value>) -> Vec<String> {

@@ -11,6 +11,9 @@ use crate::keys::{KeyError, PublicKey, PUBLIC_KEY_LEN};
 const PREFIX: &str = "did:key:";
 /// Multicodec varint for `ed25519-pub`.
 const ED25519_PUB: [u8; 2] = [0xed, 0x01];
+/// Longest base58 text decoded as a multikey: the 34 bytes of an Ed25519
+/// multikey need at most 47, so this leaves room to report wrong lengths.
+const MAX_MULTIKEY_CHARS: usize = 128;
 /// Multicodec varint for `x25519-pub`.
 const X25519_PUB: [u8; 2] = [0xec, 0x01];
 
@@ -269,6 +272,15 @@ fn public_key_from_multikey(id: &str) -> Result<PublicKey, DidError> {
     let rest = id.strip_prefix('z').ok_or_else(|| {
         DidError::BadMultibase(format!("prefix {:?}", truncate(id).chars().next()))
     })?;
+    // Base58 decoding is quadratic in the length, and DIDs come from peers:
+    // refuse what cannot be a 34-byte multikey (47 characters) before
+    // decoding, or a megabyte-long "DID" would cost seconds of CPU.
+    if rest.len() > MAX_MULTIKEY_CHARS {
+        return Err(DidError::BadMultibase(format!(
+            "{} characters, far too long for an Ed25519 key",
+            rest.len()
+        )));
+    }
     let bytes = multibase::Base::Base58Btc
         .decode(rest)
         .map_err(|e| DidError::BadMultibase(e.to_string()))?;

@@ -339,6 +339,9 @@ pub fn verify(secured: &Value) -> Result<Result<CheckedProof, ProofInvalid>, Int
         .get("proofValue")
         .and_then(Value::as_str)
         .and_then(|v| v.strip_prefix('z'))
+        // 64 bytes are at most 88 base58 characters; base58 decoding is
+        // quadratic, so longer (peer-supplied) text is refused undecoded.
+        .filter(|v| v.len() <= 128)
         .and_then(|v| multibase::Base::Base58Btc.decode(v).ok())
         .and_then(|b| Signature::from_bytes(&b).ok())
     else {
