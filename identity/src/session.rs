@@ -56,9 +56,13 @@ pub struct Manifest {
 pub struct Computation {
     /// Program name, e.g. `secret-santa`.
     pub program: String,
-    /// Program parameters.
-    #[serde(default)]
+    /// Program parameters (an object; `{}` when absent).
+    #[serde(default = "empty_params")]
     pub params: Value,
+}
+
+fn empty_params() -> Value {
+    Value::Object(serde_json::Map::new())
 }
 
 /// Which ICE candidates nodes may use.

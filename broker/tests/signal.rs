@@ -1,0 +1,242 @@
+//! The signaling relay over real WebSockets: membership, `from` stamping,
+//! buffering, replacement and every refusal.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{key, Env, StoreKind};
+use futures_util::{SinkExt as _, StreamExt as _};
+use identity::Keypair;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn connect(env: &Env, id: &str, token: Option<&str>) -> Result<Ws, WsError> {
+    let url = format!(
+        "{}/v1/sessions/{id}/signal",
+        env.url.replace("http://", "ws://")
+    );
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+        .map(|(ws, _)| ws)
+}
+
+async fn member(env: &Env, id: &str, who: &Keypair) -> Ws {
+    let t = env.token(who).await;
+    connect(env, id, Some(&t)).await.unwrap()
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text message as JSON (pings are answered by tungstenite).
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no message within the timeout");
+        match m.unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// The close frame the server sends next.
+async fn closed(ws: &mut Ws) -> CloseCode {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("not closed within the timeout");
+        match m {
+            Some(Ok(Message::Close(Some(c)))) => return c.code,
+            Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("error instead of close: {e}"),
+        }
+    }
+}
+
+on_both_stores!(members_relay_to_each_other_with_from_stamped_by_the_broker);
+
+async fn members_relay_to_each_other_with_from_stamped_by_the_broker(kind: StoreKind) {
+    let env = Env::start(kind).await;
+    let (a, b, c) = (key(1), key(2), key(3));
+    let (id, _) = env.frozen_session(&[&a, &b, &c]).await;
+    let mut wa = member(&env, &id, &a).await;
+    let mut wb = member(&env, &id, &b).await;
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": b.did(), "payload": {"sdp": "v=0…"}}),
+    )
+    .await;
+    let got = next(&mut wb).await;
+    assert_eq!(
+        got,
+        json!({"type": "offer", "from": a.did(), "to": b.did(), "payload": {"sdp": "v=0…"}})
+    );
+    // Stating one's own DID as `from` is fine; the payload defaults to {}.
+    send(
+        &mut wb,
+        json!({"type": "answer", "to": a.did(), "from": b.did()}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut wa).await,
+        json!({"type": "answer", "from": b.did(), "to": a.did(), "payload": {}})
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_from_non_members_and_bad_messages_get_error_frames() {
+    let env = Env::start(StoreKind::Memory).await;
+    let (a, b, c) = (key(1), key(2), key(3));
+    let (id, _) = env.frozen_session(&[&a, &b, &c]).await;
+    let mut wa = member(&env, &id, &a).await;
+    let mut wb = member(&env, &id, &b).await;
+    let expect_error = |v: Value, code: &str| {
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    };
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": b.did(), "from": c.did(), "payload": {}, "id": "m1"}),
+    )
+    .await;
+    let e = next(&mut wa).await;
+    expect_error(e.clone(), "spoofed_from");
+    assert_eq!(e["id"], "m1");
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": key(9).did(), "payload": {}}),
+    )
+    .await;
+    expect_error(next(&mut wa).await, "not_on_roster");
+    wa.send(Message::text("{this is not json")).await.unwrap();
+    expect_error(next(&mut wa).await, "malformed_json");
+    send(&mut wa, json!({"type": "takeover", "to": b.did()})).await;
+    expect_error(next(&mut wa).await, "message_invalid");
+    send(&mut wa, json!({"type": "offer", "to": a.did()})).await;
+    expect_error(next(&mut wa).await, "message_to_self");
+    wa.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    expect_error(next(&mut wa).await, "binary_not_supported");
+    // None of the refused messages reached B: the first thing B sees is this.
+    send(&mut wa, json!({"type": "bye", "to": b.did()})).await;
+    assert_eq!(next(&mut wb).await["type"], "bye");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_roster_members_with_a_token_may_open_the_socket() {
+    let env = Env::start(StoreKind::Memory).await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let status = |r: Result<Ws, WsError>| match r {
+        Err(WsError::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => 101,
+    };
+    assert_eq!(status(connect(&env, &id, None).await), 401);
+    assert_eq!(status(connect(&env, &id, Some("not.a.token")).await), 401);
+    let outsider = env.token(&key(9)).await;
+    assert_eq!(status(connect(&env, &id, Some(&outsider)).await), 403);
+    // Before the roster freezes nobody may signal.
+    let open = env
+        .publish(
+            env.manifest(json!({"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2})),
+        )
+        .await;
+    let ta = env.token(&a).await;
+    assert_eq!(status(connect(&env, &open, Some(&ta)).await), 409);
+    // Browsers cannot set headers: the token may come as a query parameter.
+    let url = format!(
+        "{}/v1/sessions/{id}/signal?access_token={ta}",
+        env.url.replace("http://", "ws://")
+    );
+    assert!(tokio_tungstenite::connect_async(url).await.is_ok());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_a_member_not_yet_connected_are_delivered_when_it_connects() {
+    let env = Env::start(StoreKind::Memory).await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let mut wa = member(&env, &id, &a).await;
+    for i in 0..3 {
+        send(
+            &mut wa,
+            json!({"type": "candidate", "to": b.did(), "payload": {"n": i}}),
+        )
+        .await;
+    }
+    // Round trip through A's socket so the three are relayed before B connects.
+    send(&mut wa, json!({"type": "offer", "to": a.did()})).await;
+    assert_eq!(next(&mut wa).await["code"], "message_to_self");
+    let mut wb = member(&env, &id, &b).await;
+    for i in 0..3 {
+        assert_eq!(next(&mut wb).await["payload"]["n"], i);
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_for_the_same_did_replaces_the_first() {
+    let env = Env::start(StoreKind::Memory).await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let mut first = member(&env, &id, &b).await;
+    let mut second = member(&env, &id, &b).await;
+    assert_eq!(closed(&mut first).await, CloseCode::Policy);
+    let mut wa = member(&env, &id, &a).await;
+    send(&mut wa, json!({"type": "offer", "to": b.did()})).await;
+    assert_eq!(next(&mut second).await["from"], json!(a.did()));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_close_the_socket_and_floods_are_rate_limited() {
+    let env = Env::start_with(StoreKind::Memory, |c| {
+        c.signal.max_frame = 4096;
+        c.signal.rate = 1.0;
+        c.signal.burst = 3.0;
+    })
+    .await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let mut wa = member(&env, &id, &a).await;
+    let _wb = member(&env, &id, &b).await;
+    for _ in 0..3 {
+        send(&mut wa, json!({"type": "candidate", "to": b.did()})).await;
+    }
+    send(&mut wa, json!({"type": "candidate", "to": b.did()})).await;
+    assert_eq!(next(&mut wa).await["code"], "rate_limited");
+    let big = "x".repeat(8192);
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": b.did(), "payload": {"sdp": big}}),
+    )
+    .await;
+    assert_eq!(closed(&mut wa).await, CloseCode::Size);
+    env.stop().await;
+}

@@ -1,0 +1,174 @@
+//! One suite, two stores: the in-memory default and a real `redis-server`
+//! must behave the same for everything the broker relies on.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{MemoryStore, RedisStore, SessionStore, StoreError};
+use common::{RedisServer, StoreKind};
+
+async fn store(kind: StoreKind) -> (Arc<dyn SessionStore>, Option<RedisServer>) {
+    match kind {
+        StoreKind::Memory => (Arc::new(MemoryStore::new(1000)), None),
+        StoreKind::Redis => {
+            let r = RedisServer::start();
+            let s = RedisStore::connect(&r.url(), "t:", Duration::from_secs(2))
+                .await
+                .unwrap();
+            (Arc::new(s), Some(r))
+        }
+    }
+}
+
+on_both_stores!(
+    a_challenge_is_taken_exactly_once_under_concurrency,
+    challenges_and_sessions_expire,
+    session_ids_are_not_overwritten,
+    compare_and_swap_loses_no_concurrent_update,
+);
+
+async fn a_challenge_is_taken_exactly_once_under_concurrency(kind: StoreKind) {
+    let (s, _r) = store(kind).await;
+    s.put_challenge("c1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let takers: Vec<_> = (0..32)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take_challenge("c1").await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in takers {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert!(!s.take_challenge("never-issued").await.unwrap());
+}
+
+async fn challenges_and_sessions_expire(kind: StoreKind) {
+    let (s, _r) = store(kind).await;
+    s.put_challenge("short", Duration::from_millis(100))
+        .await
+        .unwrap();
+    s.put_challenge("long", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(s
+        .create_session("sess", "v", Duration::from_millis(100))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!s.take_challenge("short").await.unwrap());
+    assert!(s.take_challenge("long").await.unwrap());
+    assert_eq!(s.get_session("sess").await.unwrap(), None);
+}
+
+async fn session_ids_are_not_overwritten(kind: StoreKind) {
+    let (s, _r) = store(kind).await;
+    let ttl = Duration::from_secs(60);
+    assert!(s.create_session("id1", "first", ttl).await.unwrap());
+    assert!(!s.create_session("id1", "second", ttl).await.unwrap());
+    assert_eq!(s.get_session("id1").await.unwrap().unwrap().value, "first");
+    assert_eq!(s.get_session("id2").await.unwrap(), None);
+}
+
+async fn compare_and_swap_loses_no_concurrent_update(kind: StoreKind) {
+    let (s, _r) = store(kind).await;
+    let ttl = Duration::from_secs(60);
+    assert!(s.create_session("ctr", "0", ttl).await.unwrap());
+    let stale = s.get_session("ctr").await.unwrap().unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    loop {
+                        let cur = s.get_session("ctr").await.unwrap().unwrap();
+                        let next = (cur.value.parse::<u32>().unwrap() + 1).to_string();
+                        if s.replace_session("ctr", &cur, &next, ttl).await.unwrap() {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(s.get_session("ctr").await.unwrap().unwrap().value, "80");
+    assert!(!s.replace_session("ctr", &stale, "999", ttl).await.unwrap());
+    assert!(!s
+        .replace_session("missing", &stale, "1", ttl)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn the_memory_store_is_bounded() {
+    let s = MemoryStore::new(3);
+    for i in 0..3 {
+        s.put_challenge(&format!("c{i}"), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let err = s
+        .put_challenge("c3", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Full(3)), "{err}");
+    assert!(s.take_challenge("c0").await.unwrap());
+    s.put_challenge("c3", Duration::from_secs(60))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_an_error_within_the_timeout_not_a_hang() {
+    let port = common::free_port();
+    let started = std::time::Instant::now();
+    let r = RedisStore::connect(
+        &format!("redis://127.0.0.1:{port}/"),
+        "t:",
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(r.is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let e = broker::Broker::new(broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: broker::StoreConfig::Redis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            prefix: "t:".into(),
+        },
+        ..Default::default()
+    })
+    .start()
+    .await
+    .unwrap_err();
+    assert!(
+        broker::error_chain(&e).contains("unreachable"),
+        "{}",
+        broker::error_chain(&e)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_redis_dies_answers_503_problems() {
+    let env = common::Env::start(StoreKind::Redis).await;
+    assert_eq!(env.get("/healthz", None).await.0, 200);
+    let mut env = env;
+    drop(env.redis.take());
+    let got = env.get("/healthz", None).await;
+    common::assert_problem(&got, 503, "store_unavailable");
+    let got = env
+        .post("/v1/auth/challenge", &serde_json::json!({}), None)
+        .await;
+    common::assert_problem(&got, 503, "store_unavailable");
+    env.stop().await;
+}
