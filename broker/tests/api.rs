@@ -642,3 +642,136 @@ async fn health_metrics_schemas_and_openapi_are_served() {
     assert_eq!(listed, routed);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organizer_credential_from_a_trusted_issuer_authorises_publishing() {
+    let env = Env::start_with(StoreKind::Memory, |c| {
+        c.organizers = broker::OrganizerPolicy {
+            trusted: vec![],
+            credential_type: Some("MpcOrganizerCredential".into()),
+            credential_issuers: vec![key(201).did()],
+            anyone: false,
+        };
+    })
+    .await;
+    let org = key(200);
+    let tok = env.token(&org).await;
+    let m = env.manifest(json!({"parties": [key(1).did()], "minParties": 1, "maxParties": 1}));
+    let good = env.credential_from(
+        &env.issuer,
+        &org.did(),
+        "MpcOrganizerCredential",
+        json!({}),
+        None,
+    );
+    let (s, v) = env
+        .post(
+            "/v1/sessions",
+            &json!({"manifest": m, "organizerCredential": good}),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let rogue = env.credential_from(
+        &key(99),
+        &org.did(),
+        "MpcOrganizerCredential",
+        json!({}),
+        None,
+    );
+    assert_problem(
+        &env.post(
+            "/v1/sessions",
+            &json!({"manifest": m, "organizerCredential": rogue}),
+            Some(&tok),
+        )
+        .await,
+        403,
+        "credential_untrusted_issuer",
+    );
+    let wrong_type = env.credential_from(
+        &env.issuer,
+        &org.did(),
+        "MpcParticipantCredential",
+        json!({}),
+        None,
+    );
+    assert_problem(
+        &env.post(
+            "/v1/sessions",
+            &json!({"manifest": m, "organizerCredential": wrong_type}),
+            Some(&tok),
+        )
+        .await,
+        403,
+        "organizer_not_trusted",
+    );
+    assert_problem(
+        &env.post("/v1/sessions", &json!({"manifest": m}), Some(&tok))
+            .await,
+        403,
+        "organizer_not_trusted",
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdfc_documents_built_to_be_expensive_are_refused_before_canonicalization() {
+    let env = Env::start(StoreKind::Memory).await;
+    let c = env.challenge(None).await;
+    // Many look-alike blank nodes: the shape RDFC-1.0 hashes in factorial time.
+    let alike: Vec<Value> = (0..12).map(|_| json!({"knows": {"name": "x"}})).collect();
+    let vp = json!({
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiablePresentation"],
+        "holder": key(1).did(),
+        "verifiableCredential": [{"type": ["VerifiableCredential"], "credentialSubject": {"id": key(1).did(), "friends": alike}}],
+        "proof": {"type": "DataIntegrityProof", "cryptosuite": "eddsa-rdfc-2022", "proofPurpose": "authentication", "challenge": c, "domain": env.domain, "verificationMethod": "x", "proofValue": "z1"},
+    });
+    let started = std::time::Instant::now();
+    assert_problem(
+        &env.post("/v1/auth/token", &vp, None).await,
+        400,
+        "document_too_complex",
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdfc_presentations_and_credentials_are_accepted() {
+    let env = Env::start(StoreKind::Memory).await;
+    let id = env.publish(env.manifest(json!({"credentialType": "MpcParticipantCredential", "trustedIssuers": [env.issuer.did()], "minParties": 1, "maxParties": 2}))).await;
+    let p = key(61);
+    let vc = identity::issue_credential(
+        &env.issuer,
+        &identity::CredentialRequest {
+            id: None,
+            subject: p.did(),
+            types: vec!["MpcParticipantCredential".into()],
+            claims: serde_json::Map::new(),
+            valid_from: env.now() - Duration::from_secs(60),
+            valid_until: None,
+            suite: identity::Cryptosuite::EddsaRdfc2022,
+            created: env.now() - Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    let c = env.challenge(Some(&id)).await;
+    let vp = identity::present(
+        &p,
+        &[vc],
+        &identity::PresentationRequest {
+            challenge: c,
+            domain: env.domain.clone(),
+            suite: identity::Cryptosuite::EddsaRdfc2022,
+            created: env.now(),
+        },
+    )
+    .unwrap();
+    let (s, v) = env
+        .post(&format!("/v1/sessions/{id}/join"), &vp, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    env.stop().await;
+}

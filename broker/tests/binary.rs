@@ -1,0 +1,129 @@
+//! The `mpc-broker` binary: starts with a fresh key file, serves, shuts
+//! down gracefully on SIGTERM, and refuses bad configuration clearly.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, TempDir};
+
+fn broker() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mpc-broker"))
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mpc-broker did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn starts_with_a_new_private_key_serves_and_stops_on_sigterm() {
+    let dir = TempDir::new("bin");
+    let key = dir.0.join("broker-key.json");
+    let port = free_port();
+    let mut child = broker()
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--key"])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            break out;
+        }
+        assert!(Instant::now() < deadline, "mpc-broker did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let did = identity::keyfile::load(&key).unwrap().did();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+    // A restart keeps its identity.
+    let mut again = broker()
+        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--key"])
+        .arg(&key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut again, Duration::from_secs(15)).success());
+    let mut log = String::new();
+    use std::io::Read;
+    again
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains(did.as_str()), "{log}");
+}
+
+#[test]
+fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
+    let dir = TempDir::new("bin2");
+    let out = broker()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            &format!("redis://127.0.0.1:{}/", free_port()),
+            "--key",
+        ])
+        .arg(dir.0.join("k.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session store is unreachable"), "{err}");
+    let out = broker()
+        .args(["--trusted-organizer", "did:web:example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a did:key"));
+    // A key file others can read is refused with the fix.
+    let loose = dir.0.join("loose.json");
+    identity::keyfile::write(&loose, &identity::Keypair::from_seed(&[3; 32])).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = broker()
+        .args(["--listen", "127.0.0.1:0", "--key"])
+        .arg(&loose)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
