@@ -240,3 +240,49 @@ async fn oversized_frames_close_the_socket_and_floods_are_rate_limited() {
     assert_eq!(closed(&mut wa).await, CloseCode::Size);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let env = Env::start_with(StoreKind::Memory, |c| {
+        c.signal.ping_every = Duration::from_millis(100);
+        c.signal.idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let mut wa = member(&env, &id, &a).await;
+    // Not reading means not answering pings.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, metrics) = env.get("/metrics", None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("mpc_broker_open_websockets 0"),
+        "{metrics}"
+    );
+    // The client sees the close frame, or (if its automatic pong raced the
+    // close) the ended connection.
+    loop {
+        match tokio::time::timeout(WAIT, wa.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(c)))) => {
+                assert_eq!(c.code, CloseCode::Away);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    // A connection that keeps reading (and so answers pings) stays open.
+    let mut wb = member(&env, &id, &b).await;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    let mut pings = 0;
+    while let Ok(m) = tokio::time::timeout_at(until, wb.next()).await {
+        match m.unwrap().unwrap() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("only pings should arrive, got {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "the broker pings every 100 ms; saw {pings}");
+    env.stop().await;
+}
