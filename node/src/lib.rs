@@ -9,4 +9,6 @@
 //! `identity` crate, which does all checking.
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod cli;
+pub mod client;

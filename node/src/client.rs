@@ -1,0 +1,329 @@
+//! A client of the broker's HTTP API, as any party would use it.
+//!
+//! The node talks to the broker only over its public API (never through
+//! broker internals), and treats every answer as untrusted input: what the
+//! broker signs is checked in [`crate::checks`].
+
+use std::time::{Duration, SystemTime};
+
+use identity::{Cryptosuite, Did, Keypair, PresentationRequest};
+use serde_json::{json, Value};
+
+/// How long one HTTP request may take (long-polls add their wait).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a broker request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The broker refused with a problem document.
+    #[error("the broker refused ({status} {code}): {detail}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Stable problem code.
+        code: String,
+        /// What the broker says.
+        detail: String,
+    },
+    /// The broker could not be reached or the connection broke.
+    #[error("cannot reach the broker at {url}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The broker answered something that is not the API.
+    #[error("the broker's answer to {what} is not what its API promises: {reason}")]
+    Protocol {
+        /// Which request.
+        what: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A presentation could not be made.
+    #[error("cannot sign a presentation: {0}")]
+    Sign(String),
+}
+
+impl ClientError {
+    /// The problem code, when the broker refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The broker's identity as it states it (checked against signatures later).
+#[derive(Debug, Clone)]
+pub struct BrokerInfo {
+    /// Its DID.
+    pub did: Did,
+    /// The domain presentations must be bound to.
+    pub domain: String,
+}
+
+/// A broker client.
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    base: String,
+    http: reqwest::Client,
+    info: BrokerInfo,
+}
+
+fn protocol(what: &'static str, reason: impl Into<String>) -> ClientError {
+    ClientError::Protocol {
+        what,
+        reason: reason.into(),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, field: &str, what: &'static str) -> Result<&'a str, ClientError> {
+    v.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| protocol(what, format!("no string field {field:?}")))
+}
+
+impl BrokerClient {
+    /// Connects to the broker at `base` (e.g. `http://127.0.0.1:8080`) and
+    /// reads its DID and domain.
+    pub async fn connect(base: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT + Duration::from_secs(api_max_wait()))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|source| ClientError::Unreachable {
+                url: base.clone(),
+                source,
+            })?;
+        let mut c = BrokerClient {
+            base,
+            http,
+            info: BrokerInfo {
+                did: Keypair::from_seed(&[0; 32]).did(),
+                domain: String::new(),
+            },
+        };
+        let v = c.get("/v1/broker", None, "GET /v1/broker").await?;
+        let did = Did::parse(str_field(&v, "did", "GET /v1/broker")?)
+            .map_err(|e| protocol("GET /v1/broker", format!("broker DID: {e}")))?;
+        let domain = str_field(&v, "domain", "GET /v1/broker")?.to_owned();
+        c.info = BrokerInfo { did, domain };
+        Ok(c)
+    }
+
+    /// What the broker says about itself.
+    pub fn info(&self) -> &BrokerInfo {
+        &self.info
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        token: Option<&str>,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| protocol(what, format!("body is not JSON: {e}")))?;
+        if status >= 400 {
+            return Err(ClientError::Refused {
+                status,
+                code: body["code"].as_str().unwrap_or("unknown").to_owned(),
+                detail: body["detail"].as_str().unwrap_or("(no detail)").to_owned(),
+            });
+        }
+        Ok(body)
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base)), token, what)
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            token,
+            what,
+        )
+        .await
+    }
+
+    async fn challenge(&self, session: Option<&str>) -> Result<String, ClientError> {
+        let body = match session {
+            Some(s) => json!({"purpose": "join", "session": s}),
+            None => json!({"purpose": "authenticate"}),
+        };
+        let v = self
+            .post("/v1/auth/challenge", &body, None, "POST /v1/auth/challenge")
+            .await?;
+        Ok(str_field(&v, "challenge", "POST /v1/auth/challenge")?.to_owned())
+    }
+
+    fn presentation(
+        &self,
+        key: &Keypair,
+        creds: &[Value],
+        challenge: String,
+    ) -> Result<Value, ClientError> {
+        identity::present(
+            key,
+            creds,
+            &PresentationRequest {
+                challenge,
+                domain: self.info.domain.clone(),
+                suite: Cryptosuite::EddsaJcs2022,
+                created: SystemTime::now(),
+            },
+        )
+        .map_err(|e| ClientError::Sign(e.to_string()))
+    }
+
+    /// Authenticates `key`'s DID; returns an access token.
+    pub async fn authenticate(&self, key: &Keypair) -> Result<String, ClientError> {
+        let c = self.challenge(None).await?;
+        let vp = self.presentation(key, &[], c)?;
+        let v = self
+            .post("/v1/auth/token", &vp, None, "POST /v1/auth/token")
+            .await?;
+        Ok(str_field(&v, "accessToken", "POST /v1/auth/token")?.to_owned())
+    }
+
+    /// Publishes an organizer-signed manifest; returns the publication.
+    pub async fn publish(
+        &self,
+        token: &str,
+        manifest: &Value,
+        organizer_credential: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"manifest": manifest});
+        if let Some(c) = organizer_credential {
+            body["organizerCredential"] = c.clone();
+        }
+        self.post("/v1/sessions", &body, Some(token), "POST /v1/sessions")
+            .await
+    }
+
+    /// The session's state and publication.
+    pub async fn session(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/sessions/{id}"), None, "GET /v1/sessions/{id}")
+            .await
+    }
+
+    /// Joins with a presentation of `creds` answering this session's challenge.
+    pub async fn join(
+        &self,
+        id: &str,
+        key: &Keypair,
+        creds: &[Value],
+    ) -> Result<Value, ClientError> {
+        let c = self.challenge(Some(id)).await?;
+        let vp = self.presentation(key, creds, c)?;
+        self.post(
+            &format!("/v1/sessions/{id}/join"),
+            &vp,
+            None,
+            "POST /v1/sessions/{id}/join",
+        )
+        .await
+    }
+
+    /// Seals the roster (organizer only).
+    pub async fn seal(&self, id: &str, token: &str) -> Result<Value, ClientError> {
+        self.post(
+            &format!("/v1/sessions/{id}/seal"),
+            &json!({}),
+            Some(token),
+            "POST /v1/sessions/{id}/seal",
+        )
+        .await
+    }
+
+    /// Waits for the roster (long-polls, never spins) up to `total`.
+    pub async fn roster(&self, id: &str, total: Duration) -> Result<Value, ClientError> {
+        let until = tokio::time::Instant::now() + total;
+        loop {
+            let left = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs();
+            let wait = left.min(api_max_wait());
+            match self
+                .get(
+                    &format!("/v1/sessions/{id}/roster?wait={wait}"),
+                    None,
+                    "GET /v1/sessions/{id}/roster",
+                )
+                .await
+            {
+                Err(ClientError::Refused { code, .. })
+                    if code == "roster_not_frozen" && left > 0 =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// ICE servers for a roster member.
+    pub async fn ice_servers(&self, id: &str, token: &str) -> Result<Value, ClientError> {
+        self.get(
+            &format!("/v1/sessions/{id}/ice-servers"),
+            Some(token),
+            "GET /v1/sessions/{id}/ice-servers",
+        )
+        .await
+    }
+
+    /// The signaling WebSocket URL of a session.
+    pub fn signal_url(&self, id: &str) -> String {
+        let ws = if let Some(rest) = self.base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            self.base.clone()
+        };
+        format!("{ws}/v1/sessions/{id}/signal")
+    }
+}
+
+/// The broker's longest long-poll (seconds).
+const fn api_max_wait() -> u64 {
+    30
+}
