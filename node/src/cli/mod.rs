@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod credential;
 mod id;
+mod session;
 
 /// Exit status for "checked and invalid".
 pub const EXIT_INVALID: u8 = 1;
@@ -72,6 +73,9 @@ enum Command {
     /// Issue, present and verify W3C verifiable credentials.
     #[command(subcommand)]
     Credential(credential::CredentialCommand),
+    /// Organizer commands: publish, show and seal sessions on a broker.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
 }
 
 /// Runs the CLI with the process arguments.
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Id(c) => id::run(c),
         Command::Credential(c) => credential::run(c),
+        Command::Session(c) => session::run(c),
     };
     finish(result)
 }
