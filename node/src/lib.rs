@@ -12,3 +12,4 @@
 pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod signaling;

@@ -1,0 +1,105 @@
+//! The node's signaling client against a real broker WebSocket.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime};
+
+use identity::Keypair;
+use node::client::BrokerClient;
+use node::signaling::{self, Incoming, Signal};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_exchange_signals_and_refusals_come_back() {
+    let organizer = Keypair::from_seed(&[200; 32]);
+    let broker = broker::Broker::new(broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        organizers: broker::OrganizerPolicy {
+            trusted: vec![organizer.did()],
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .start()
+    .await
+    .unwrap();
+    let client = BrokerClient::connect(&broker.url()).await.unwrap();
+    let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let body = json!({
+        "type": "MpcSessionManifest", "title": "sig", "organizer": organizer.did(),
+        "computation": {"program": "sum"},
+        "admission": {"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2},
+        "threshold": 0,
+        "joinDeadline": identity::format_timestamp(SystemTime::now() + Duration::from_secs(600)),
+        "expires": identity::format_timestamp(SystemTime::now() + Duration::from_secs(1200)),
+    });
+    let m = identity::statement::sign(
+        &organizer,
+        "MpcSessionManifest",
+        body.as_object().unwrap(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let tok = client.authenticate(&organizer).await.unwrap();
+    let id = client.publish(&tok, &m, None).await.unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.join(&id, &a, &[]).await.unwrap();
+    client.join(&id, &b, &[]).await.unwrap();
+    let url = client.signal_url(&id);
+    let mut sa = signaling::connect(&url, &client.authenticate(&a).await.unwrap())
+        .await
+        .unwrap();
+    let mut sb = signaling::connect(&url, &client.authenticate(&b).await.unwrap())
+        .await
+        .unwrap();
+    sa.tx
+        .send(Signal {
+            kind: "offer".into(),
+            peer: b.did(),
+            payload: json!({"sdp": "v=0"}),
+        })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), sb.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        Incoming::Signal(Signal {
+            kind: "offer".into(),
+            peer: a.did(),
+            payload: json!({"sdp": "v=0"})
+        })
+    );
+    sa.tx
+        .send(Signal {
+            kind: "offer".into(),
+            peer: Keypair::from_seed(&[9; 32]).did(),
+            payload: json!({}),
+        })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), sa.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(got, Incoming::Refused { ref code, .. } if code == "not_on_roster"),
+        "{got:?}"
+    );
+    // An outsider is refused at the door with the broker's reason.
+    let outsider = Keypair::from_seed(&[9; 32]);
+    let err = signaling::connect(&url, &client.authenticate(&outsider).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not on the roster"), "{err}");
+    // When the broker goes away, the inbound channel ends instead of hanging.
+    broker.stop(false).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), sb.rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(end, None);
+}
