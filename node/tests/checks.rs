@@ -11,6 +11,8 @@ use node::checks::{check_publication, check_roster, CheckError};
 use node::client::BrokerClient;
 use serde_json::{json, Value};
 
+mod common;
+
 fn key(n: u8) -> Keypair {
     Keypair::from_seed(&[n; 32])
 }

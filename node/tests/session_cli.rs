@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+
+mod common;
 
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mpc-node-session-{}-{name}", std::process::id()));
@@ -53,16 +54,13 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     let parties: Vec<_> = (1..=3u8)
         .map(|n| identity::Keypair::from_seed(&[n; 32]))
         .collect();
-    let manifest = json!({
-        "type": "MpcSessionManifest",
-        "title": "cli",
-        "organizer": organizer.did(),
-        "computation": {"program": "sum"},
-        "admission": {"parties": parties.iter().map(|p| p.did()).collect::<Vec<_>>(), "minParties": 2, "maxParties": 3},
-        "threshold": 0,
-        "joinDeadline": identity::format_timestamp(SystemTime::now() + Duration::from_secs(600)),
-        "expires": identity::format_timestamp(SystemTime::now() + Duration::from_secs(1200)),
-    });
+    let dids: Vec<_> = parties.iter().map(|p| p.did()).collect();
+    let mut manifest = common::manifest_body(
+        &organizer,
+        "sum",
+        json!({"parties": dids, "minParties": 2, "maxParties": 3}),
+    );
+    manifest["title"] = json!("cli");
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
     let out = run(
         &dir,

@@ -1,7 +1,9 @@
 //! The node's signaling client against a real broker WebSocket.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+mod common;
 
 use identity::Keypair;
 use node::client::BrokerClient;
@@ -25,21 +27,11 @@ async fn two_members_exchange_signals_and_refusals_come_back() {
     .unwrap();
     let client = BrokerClient::connect(&broker.url()).await.unwrap();
     let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
-    let body = json!({
-        "type": "MpcSessionManifest", "title": "sig", "organizer": organizer.did(),
-        "computation": {"program": "sum"},
-        "admission": {"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2},
-        "threshold": 0,
-        "joinDeadline": identity::format_timestamp(SystemTime::now() + Duration::from_secs(600)),
-        "expires": identity::format_timestamp(SystemTime::now() + Duration::from_secs(1200)),
-    });
-    let m = identity::statement::sign(
+    let m = common::signed_manifest(
         &organizer,
-        "MpcSessionManifest",
-        body.as_object().unwrap(),
-        SystemTime::now(),
-    )
-    .unwrap();
+        "sum",
+        json!({"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2}),
+    );
     let tok = client.authenticate(&organizer).await.unwrap();
     let id = client.publish(&tok, &m, None).await.unwrap()["session"]
         .as_str()

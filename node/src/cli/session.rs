@@ -60,6 +60,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Input(format!("cannot start the async runtime: {e}")))
 }
 
+/// Connects to the broker and, with a key, authenticates; a failure is the
+/// command's outcome, naming the phase.
+async fn connect(
+    broker: &str,
+    key: Option<&identity::Keypair>,
+) -> Result<(BrokerClient, Option<String>), Outcome> {
+    let client = BrokerClient::connect(broker)
+        .await
+        .map_err(|e| refused("connect", &e))?;
+    let token = match key {
+        Some(k) => Some(
+            client
+                .authenticate(k)
+                .await
+                .map_err(|e| refused("authenticate", &e))?,
+        ),
+        None => None,
+    };
+    Ok((client, token))
+}
+
 fn refused(phase: &str, e: &ClientError) -> Outcome {
     Outcome::Invalid {
         report: json!({"phase": phase, "code": e.code(), "error": super::error_chain(e)}),
@@ -75,15 +96,11 @@ pub(crate) fn run(cmd: SessionCommand) -> Result<Outcome, CliError> {
                 let doc = read_json(&manifest)?;
                 let signed = sign_manifest(&doc, &key)?;
                 let cred = organizer_credential.map(|p| read_json(&p)).transpose()?;
-                let client = match BrokerClient::connect(&broker).await {
+                let (client, token) = match connect(&broker, Some(&key)).await {
                     Ok(c) => c,
-                    Err(e) => return Ok(refused("connect", &e)),
+                    Err(outcome) => return Ok(outcome),
                 };
-                let token = match client.authenticate(&key).await {
-                    Ok(t) => t,
-                    Err(e) => return Ok(refused("authenticate", &e)),
-                };
-                match client.publish(&token, &signed, cred.as_ref()).await {
+                match client.publish(token.as_deref().unwrap_or_default(), &signed, cred.as_ref()).await {
                     Ok(p) => Ok(Outcome::Done(json!({
                         "session": p["session"],
                         "broker": p["broker"],
@@ -96,9 +113,9 @@ pub(crate) fn run(cmd: SessionCommand) -> Result<Outcome, CliError> {
                 let organizer = organizer
                     .map(|o| Did::parse(&o).map_err(|e| CliError::Input(format!("--organizer: {e}"))))
                     .transpose()?;
-                let client = match BrokerClient::connect(&broker).await {
+                let (client, _) = match connect(&broker, None).await {
                     Ok(c) => c,
-                    Err(e) => return Ok(refused("connect", &e)),
+                    Err(outcome) => return Ok(outcome),
                 };
                 let s = match client.session(&id).await {
                     Ok(s) => s,
@@ -121,15 +138,11 @@ pub(crate) fn run(cmd: SessionCommand) -> Result<Outcome, CliError> {
             }
             SessionCommand::Seal { id, key, broker } => {
                 let key = keyfile::load(&key)?;
-                let client = match BrokerClient::connect(&broker).await {
+                let (client, token) = match connect(&broker, Some(&key)).await {
                     Ok(c) => c,
-                    Err(e) => return Ok(refused("connect", &e)),
+                    Err(outcome) => return Ok(outcome),
                 };
-                let token = match client.authenticate(&key).await {
-                    Ok(t) => t,
-                    Err(e) => return Ok(refused("authenticate", &e)),
-                };
-                match client.seal(&id, &token).await {
+                match client.seal(&id, token.as_deref().unwrap_or_default()).await {
                     Ok(r) => Ok(Outcome::Done(json!({
                         "session": id,
                         "members": r["members"].as_array().map(|m| m.iter().map(|x| json!({"index": x["index"], "did": x["did"]})).collect::<Vec<_>>()),
