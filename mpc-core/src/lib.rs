@@ -14,7 +14,7 @@
 //! **How it is driven.** Each party builds a [`Transport`] (the WebRTC mesh, the benchmark's TCP
 //! transport behind feature `tcp`, or [`sim::memory_mesh`]) and calls
 //! [`run_program`]`(&program, &inputs, &mut transport, rng, &config)` — or builds a [`Runtime`]
-//! and calls its protocols directly. Randomness is injected (`R: RngCore + CryptoRng`), so runs
+//! and calls its protocols directly, or runs a program on it with [`run_with`]. Randomness is injected (`R: RngCore + CryptoRng`), so runs
 //! are reproducible in tests. Every interaction is a numbered round in which each party sends one
 //! message to every peer and receives one from each; the receiver checks the round number and
 //! kind in every header, so messages are matched to rounds explicitly. A peer that sends garbage
@@ -32,6 +32,7 @@
 
 mod compare;
 pub mod field;
+mod onehot;
 pub mod programs;
 mod runtime;
 pub mod shamir;
@@ -44,7 +45,8 @@ mod transport;
 
 pub use field::{BigPrimeField, FieldError, Fp64, PrimeField};
 pub use programs::{
-    run_program, Assignment, Program, ProgramError, ProgramOutput, ProgramRun, ProgramSpec, Reveal,
+    run_program, run_with, Assignment, Program, ProgramError, ProgramOutput, ProgramRun,
+    ProgramSpec, Reveal,
 };
 pub use runtime::{CommStats, MpcError, Runtime, RuntimeConfig, Violation};
 pub use sort::batcher_layers;

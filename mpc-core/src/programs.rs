@@ -16,13 +16,14 @@
 
 use std::fmt;
 
-use num_bigint::BigInt;
+use num_bigint::{BigInt, BigUint};
 use num_traits::{ToPrimitive, Zero};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::field::{largest_prime_3_mod_4_below_pow2, BigPrimeField, FieldError, Fp64, PrimeField};
 use crate::runtime::{CommStats, MpcError, Runtime, RuntimeConfig};
+use crate::shuffle::RevealTo;
 use crate::transport::Transport;
 
 /// Names accepted by [`Program::from_name`].
@@ -380,8 +381,7 @@ where
     R: RngCore + CryptoRng + Send,
 {
     program.validate()?;
-    let bits = u64::from(program.field_bit_length()) + u64::from(config.statistical_security) + 2;
-    let p = largest_prime_3_mod_4_below_pow2(bits)?;
+    let p = program.prime(config)?;
     match p.to_u64() {
         Some(p64) => run_in(Fp64::new(p64)?, program, inputs, transport, rng, config).await,
         None => {
@@ -395,6 +395,15 @@ where
             )
             .await
         }
+    }
+}
+
+impl Program {
+    /// The prime [`run_program`] computes modulo: MPyC's, the largest `p = 3 mod 4` below
+    /// `2^(l + k + 2)` for the program's bit length `l` and the statistical security `k`.
+    pub fn prime(&self, config: &RuntimeConfig) -> Result<BigUint, ProgramError> {
+        let bits = u64::from(self.field_bit_length()) + u64::from(config.statistical_security) + 2;
+        Ok(largest_prime_3_mod_4_below_pow2(bits)?)
     }
 }
 
@@ -412,18 +421,35 @@ where
     R: RngCore + CryptoRng + Send,
 {
     let mut rt = Runtime::new(field, transport, rng, config).await?;
-    let output = match program {
-        Program::Sum(p) => sum(&mut rt, inputs, p).await?,
-        Program::Stats(p) => stats(&mut rt, inputs, p).await?,
-        Program::Millionaires(p) => millionaires(&mut rt, inputs, p).await?,
-        Program::Sort(p) => sort(&mut rt, inputs, p).await?,
-        Program::SecretSanta(p) => secret_santa(&mut rt, inputs, p).await?,
-        Program::InnerProduct(p) => inner_product(&mut rt, inputs, p).await?,
-    };
+    let output = run_with(&mut rt, program, inputs).await?;
     Ok(ProgramRun {
         output,
         stats: rt.stats(),
     })
+}
+
+/// Runs `program` on an engine that is already set up (its field must be the one
+/// [`Program::prime`] names, or at least as large), for callers that set up once and time or
+/// run the program separately.
+pub async fn run_with<F, T, R>(
+    rt: &mut Runtime<'_, F, T, R>,
+    program: &Program,
+    inputs: &[i64],
+) -> Result<ProgramOutput, ProgramError>
+where
+    F: PrimeField,
+    T: Transport + ?Sized,
+    R: RngCore + CryptoRng + Send,
+{
+    program.validate()?;
+    match program {
+        Program::Sum(p) => sum(rt, inputs, p).await,
+        Program::Stats(p) => stats(rt, inputs, p).await,
+        Program::Millionaires(p) => millionaires(rt, inputs, p).await,
+        Program::Sort(p) => sort(rt, inputs, p).await,
+        Program::SecretSanta(p) => secret_santa(rt, inputs, p).await,
+        Program::InnerProduct(p) => inner_product(rt, inputs, p).await,
+    }
 }
 
 fn check_inputs(inputs: &[i64], bits: u32) -> Result<(), ProgramError> {
@@ -453,8 +479,42 @@ where
     Ok(rt.input(&mine).await?)
 }
 
-fn to_i128<F: PrimeField>(f: &F, v: &F::Elem) -> Result<i128, ProgramError> {
-    f.to_signed(v).to_i128().ok_or(ProgramError::OutputOverflow)
+/// All parties' inputs, shared, in party order.
+async fn share_all_inputs<F, T, R>(
+    rt: &mut Runtime<'_, F, T, R>,
+    inputs: &[i64],
+    bits: u32,
+) -> Result<Vec<F::Elem>, ProgramError>
+where
+    F: PrimeField,
+    T: Transport + ?Sized,
+    R: RngCore + CryptoRng + Send,
+{
+    Ok(share_inputs(rt, inputs, bits)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Opens one shared value as a signed integer (0 if there is none).
+async fn open_i128<F, T, R>(
+    rt: &mut Runtime<'_, F, T, R>,
+    value: Option<F::Elem>,
+) -> Result<i128, ProgramError>
+where
+    F: PrimeField,
+    T: Transport + ?Sized,
+    R: RngCore + CryptoRng + Send,
+{
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    let opened = rt.open(&[value]).await?;
+    let f = rt.field();
+    opened.first().map_or(Ok(0), |v| {
+        f.to_signed(v).to_i128().ok_or(ProgramError::OutputOverflow)
+    })
 }
 
 fn to_i64<F: PrimeField>(f: &F, v: &F::Elem) -> Result<i64, ProgramError> {
@@ -472,17 +532,14 @@ where
     T: Transport + ?Sized,
     R: RngCore + CryptoRng + Send,
 {
-    let all = share_inputs(rt, inputs, params.bits).await?;
+    let xs = share_all_inputs(rt, inputs, params.bits).await?;
     let f = rt.field().clone();
-    let count = all.iter().map(Vec::len).sum();
-    let total = all.iter().flatten().fold(f.zero(), |acc, v| f.add(&acc, v));
-    let opened = rt.open(&[total]).await?;
-    let sum = opened
-        .first()
-        .map(|v| to_i128(&f, v))
-        .transpose()?
-        .unwrap_or(0);
-    Ok(ProgramOutput::Sum { count, sum })
+    let total = xs.iter().fold(f.zero(), |acc, v| f.add(&acc, v));
+    let sum = open_i128(rt, Some(total)).await?;
+    Ok(ProgramOutput::Sum {
+        count: xs.len(),
+        sum,
+    })
 }
 
 /// `stats`: count, sum, mean and population variance; only the sum and the sum of squares are
@@ -497,9 +554,8 @@ where
     T: Transport + ?Sized,
     R: RngCore + CryptoRng + Send,
 {
-    let all = share_inputs(rt, inputs, params.bits).await?;
+    let xs = share_all_inputs(rt, inputs, params.bits).await?;
     let f = rt.field().clone();
-    let xs: Vec<F::Elem> = all.into_iter().flatten().collect();
     let count = xs.len();
     if count == 0 {
         return Err(ProgramError::InputCount {
@@ -578,10 +634,8 @@ where
     T: Transport + ?Sized,
     R: RngCore + CryptoRng + Send,
 {
-    let all = share_inputs(rt, inputs, params.bits).await?;
-    let xs: Vec<F::Elem> = all.into_iter().flatten().collect();
-    let sorted = rt.sort(&xs, params.bits).await?;
-    let opened = rt.open(&sorted).await?;
+    let xs = share_all_inputs(rt, inputs, params.bits).await?;
+    let opened = rt.sort_and_open(&xs, params.bits).await?;
     let f = rt.field().clone();
     let sorted = opened
         .iter()
@@ -618,19 +672,19 @@ where
             reason: format!("{n} people cannot exchange presents (need at least 2)"),
         });
     }
-    let perm = rt
-        .random_derangement(n, params.candidates.unwrap_or(1))
+    let me = rt.party();
+    let (givers, reveal): (Vec<usize>, RevealTo) = match params.reveal {
+        Reveal::All => ((0..n).collect(), RevealTo::All),
+        Reveal::Own => (
+            (0..n).filter(|j| j % m == me).collect(),
+            RevealTo::Owners((0..n).map(|j| j % m).collect()),
+        ),
+    };
+    // Opened in the round of the fixed-point test (see `shuffle`): one round less.
+    let values = rt
+        .random_derangement_revealed(n, params.candidates.unwrap_or(1), &reveal)
         .await?;
     let f = rt.field().clone();
-    let me = rt.party();
-    let (givers, values): (Vec<usize>, Vec<F::Elem>) = match params.reveal {
-        Reveal::All => ((0..n).collect(), rt.open(&perm).await?),
-        Reveal::Own => {
-            let owners: Vec<usize> = (0..n).map(|j| j % m).collect();
-            let mine = rt.open_to(&perm, &owners).await?;
-            ((0..n).filter(|j| j % m == me).collect(), mine)
-        }
-    };
     let assignments = givers
         .into_iter()
         .zip(values)
@@ -658,8 +712,7 @@ where
     T: Transport + ?Sized,
     R: RngCore + CryptoRng + Send,
 {
-    let all = share_inputs(rt, inputs, params.bits).await?;
-    let xs: Vec<F::Elem> = all.into_iter().flatten().collect();
+    let xs = share_all_inputs(rt, inputs, params.bits).await?;
     if xs.len() % 2 != 0 {
         return Err(ProgramError::InputCount {
             program: "inner-product",
@@ -670,13 +723,7 @@ where
     }
     let (a, b) = xs.split_at(xs.len() / 2);
     let ip = rt.inner_products(&[(a, b)]).await?;
-    let opened = rt.open(&ip).await?;
-    let f = rt.field().clone();
-    let value = opened
-        .first()
-        .map(|v| to_i128(&f, v))
-        .transpose()?
-        .unwrap_or(0);
+    let value = open_i128(rt, ip.into_iter().next()).await?;
     Ok(ProgramOutput::InnerProduct {
         length: a.len(),
         value,

@@ -10,17 +10,23 @@
 //! in flight per link, which is what lets transports use small bounded queues.
 //!
 //! Round contents are batched: one round carries any number of re-sharings (multiplications),
-//! openings, degree-2t openings and private openings, so a layer of independent operations costs
-//! one round trip whatever its width.
+//! openings, openings of products (a degree-2t value plus a random degree-2t sharing of zero, so
+//! "multiply, then open" is one round), private openings and inputs, so a layer of independent
+//! operations costs one round trip whatever its width. Protocols build a round's [`Plan`] from
+//! several independent pieces of work (the next comparison's opening with the last swap's
+//! multiplication, a shuffle step with the next unit vector's test, ...), and random bits asked
+//! for ahead of time ride along with whatever round comes next: rounds, not bytes, are what
+//! small computations wait for.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 
 use num_bigint::BigUint;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::field::PrimeField;
-use crate::shamir::{combine, lagrange_at_zero, share_with_coefficients};
+use crate::shamir::{evaluate, lagrange_at_zero};
 use crate::transport::{Transport, TransportError};
 
 const HEADER_LEN: usize = 9;
@@ -201,17 +207,30 @@ struct Prss<E> {
     subset_bits: u32,
 }
 
-/// What one round carries; all parties build the same shape.
+/// Zero-sharings made per refill of the pool used without PRSS.
+const ZERO_BATCH: usize = 256;
+
+/// Rounds a randomised generator may take before giving up (each fails with probability about
+/// 1/p; a peer that keeps opening non-squares is caught as a protocol violation before that).
+const MAX_GENERATION_ROUNDS: usize = 64;
+
+/// What one round carries. All parties build the same shape: the same number of elements in
+/// each field (only `input` may differ in length between parties; whether it is `None` may not).
 #[derive(Debug)]
 pub(crate) struct Plan<E> {
-    /// Local degree-2t products to re-share (multiplication).
+    /// Local degree-2t values (sums of products of shares) to re-share as degree-t shares
+    /// (multiplication, Gennaro–Rabin–Rabin).
     pub(crate) reshare: Vec<E>,
     /// Degree-t shares to open to everyone.
     pub(crate) open: Vec<E>,
-    /// Degree-2t shares (already re-randomised) to open to everyone.
-    pub(crate) open2t: Vec<E>,
+    /// Local degree-2t values to open to everyone. The round adds a random degree-2t sharing of
+    /// zero to each (PRSS, or a pool of zero-sharings made in earlier rounds), so the opening
+    /// reveals the value and nothing else: "multiply, then open" is one round, not two.
+    pub(crate) open_products: Vec<E>,
     /// Degree-t shares to open to one party only.
     pub(crate) private: Vec<(E, usize)>,
+    /// Our own secrets to share with everyone (an input round), or `None`.
+    pub(crate) input: Option<Vec<E>>,
 }
 
 impl<E> Default for Plan<E> {
@@ -219,8 +238,9 @@ impl<E> Default for Plan<E> {
         Plan {
             reshare: Vec::new(),
             open: Vec::new(),
-            open2t: Vec::new(),
+            open_products: Vec::new(),
             private: Vec::new(),
+            input: None,
         }
     }
 }
@@ -229,9 +249,71 @@ impl<E> Default for Plan<E> {
 pub(crate) struct Outcome<E> {
     pub(crate) reshared: Vec<E>,
     pub(crate) opened: Vec<E>,
-    pub(crate) opened2t: Vec<E>,
+    pub(crate) opened_products: Vec<E>,
     /// The private openings addressed to us, in plan order.
     pub(crate) private: Vec<E>,
+    /// Per party, shares of the inputs it gave (all empty without an input round).
+    pub(crate) inputs: Vec<Vec<E>>,
+}
+
+/// What goes on the wire in one round: a [`Plan`] with its degree-2t openings already
+/// re-randomised, plus the zero-sharings we deal (without PRSS).
+struct Wire<E> {
+    reshare: Vec<E>,
+    open: Vec<E>,
+    open2t: Vec<E>,
+    private: Vec<(E, usize)>,
+    zeros: usize,
+    input: Option<Vec<E>>,
+}
+
+impl<E> Default for Wire<E> {
+    fn default() -> Self {
+        Wire {
+            reshare: Vec::new(),
+            open: Vec::new(),
+            open2t: Vec::new(),
+            private: Vec::new(),
+            zeros: 0,
+            input: None,
+        }
+    }
+}
+
+struct Received<E> {
+    reshared: Vec<E>,
+    opened: Vec<E>,
+    opened2t: Vec<E>,
+    private: Vec<E>,
+    zeros: Vec<E>,
+    inputs: Vec<Vec<E>>,
+}
+
+/// Random values whose squares (and, for pairs, products) a round opens (re-shares) to turn them
+/// into random bits: `r / sqrt(r^2)` is a uniformly random sign.
+struct BitBatch<E> {
+    /// `(r_a, r_b)` of each pair; the round also re-shares `r_a r_b`, from which the product of
+    /// the two bits follows locally.
+    pairs: Vec<(E, E)>,
+    singles: Vec<E>,
+}
+
+impl<E: Clone> BitBatch<E> {
+    fn is_empty(&self) -> bool {
+        self.pairs.is_empty() && self.singles.is_empty()
+    }
+
+    /// Appends the squares to open and the pair products to re-share.
+    fn add_to<F: PrimeField<Elem = E>>(&self, f: &F, plan: &mut Plan<E>) {
+        for (a, b) in &self.pairs {
+            plan.open_products.push(f.mul(a, a));
+            plan.open_products.push(f.mul(b, b));
+            plan.reshare.push(f.mul(a, b));
+        }
+        for r in &self.singles {
+            plan.open_products.push(f.mul(r, r));
+        }
+    }
 }
 
 /// One party's engine for one computation.
@@ -245,13 +327,30 @@ pub struct Runtime<'a, F: PrimeField, T: Transport + ?Sized, R> {
     m: usize,
     t: usize,
     transport: &'a mut T,
-    rng: R,
+    /// Seeded once from the injected generator: drawing every share coefficient from it
+    /// directly costs a system call per element when it is `OsRng`.
+    rng: ChaCha20Rng,
+    _rng: PhantomData<fn() -> R>,
     round: u64,
     prss: Option<Prss<F::Elem>>,
     lambda_all: Vec<F::Elem>,
     lambda_t: Vec<F::Elem>,
     lambda_2t: Vec<F::Elem>,
+    /// The parties' evaluation points 1..=m as field elements.
+    points: Vec<F::Elem>,
+    /// 2^0, 2^1, ... (as many as the comparisons need).
+    pow2: Vec<F::Elem>,
+    /// Random bits made ahead of use.
     bit_pool: VecDeque<F::Elem>,
+    /// Random bit pairs `(a, b, ab)` made ahead of use.
+    pair_pool: VecDeque<[F::Elem; 3]>,
+    /// Bits and pairs to generate in the next round, whatever it carries (PRSS only).
+    bits_wanted: usize,
+    pairs_wanted: usize,
+    /// Degree-2t sharings of zero for openings of products without PRSS.
+    zero_pool: VecDeque<F::Elem>,
+    /// Set once the zero pool was needed: from then on rounds top it up as they go.
+    zero_pool_used: bool,
     k: u32,
     stats: CommStats,
 }
@@ -278,7 +377,7 @@ where
     pub async fn new(
         field: F,
         transport: &'a mut T,
-        rng: R,
+        mut rng: R,
         config: &RuntimeConfig,
     ) -> Result<Self, MpcError> {
         let m = transport.party_count();
@@ -297,19 +396,37 @@ where
         let lambda_all = lagrange_at_zero(&field, &points(m));
         let lambda_t = lagrange_at_zero(&field, &points(t + 1));
         let lambda_2t = lagrange_at_zero(&field, &points(2 * t + 1));
+        let bits = field.modulus().bits() as usize;
+        let mut pow2 = Vec::with_capacity(bits);
+        let mut p = field.one();
+        for _ in 0..bits {
+            pow2.push(p.clone());
+            p = field.add(&p, &p);
+        }
+        let points = (1..=m as u64).map(|x| field.from_u64(x)).collect();
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
         let mut rt = Runtime {
             field,
             me,
             m,
             t,
             transport,
-            rng,
+            rng: ChaCha20Rng::from_seed(seed),
+            _rng: PhantomData,
             round: 0,
             prss: None,
             lambda_all,
             lambda_t,
             lambda_2t,
+            points,
+            pow2,
             bit_pool: VecDeque::new(),
+            pair_pool: VecDeque::new(),
+            bits_wanted: 0,
+            pairs_wanted: 0,
+            zero_pool: VecDeque::new(),
+            zero_pool_used: false,
             k: config.statistical_security,
             stats: CommStats::default(),
         };
@@ -359,7 +476,7 @@ where
     }
 
     /// Sends one message per peer (`msgs[j]`, ours ignored) and receives one from each, checking
-    /// headers. Returns the payloads (ours empty).
+    /// headers. Returns the messages received (ours empty); payloads start at `HEADER_LEN`.
     async fn exchange(&mut self, kind: u8, msgs: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, MpcError> {
         self.stats.rounds += 1;
         // A failed send is reported only after the receives: we still deliver this round to the
@@ -376,13 +493,13 @@ where
                 send_error.get_or_insert(e);
             }
         }
-        let mut payloads = Vec::with_capacity(self.m);
+        let mut received = Vec::with_capacity(self.m);
         for j in 0..self.m {
             if j == self.me {
-                payloads.push(Vec::new());
+                received.push(Vec::new());
                 continue;
             }
-            let mut msg = self.transport.recv(j).await.map_err(MpcError::Transport)?;
+            let msg = self.transport.recv(j).await.map_err(MpcError::Transport)?;
             let violation = |v| MpcError::Protocol {
                 party: j,
                 violation: v,
@@ -405,14 +522,13 @@ where
                     got: msg[8],
                 }));
             }
-            msg.drain(..HEADER_LEN);
-            payloads.push(msg);
+            received.push(msg);
         }
         if let Some(e) = send_error {
             return Err(MpcError::Transport(e));
         }
         self.round += 1;
-        Ok(payloads)
+        Ok(received)
     }
 
     fn decode_elems(
@@ -448,84 +564,217 @@ where
             .collect()
     }
 
-    /// Runs one batched round.
-    pub(crate) async fn round(
+    /// Deals a fresh degree-`degree` sharing of `secret`: appends party `j`'s share to `msgs[j]`
+    /// for every peer and returns ours.
+    fn deal(
         &mut self,
-        plan: Plan<F::Elem>,
-    ) -> Result<Outcome<F::Elem>, MpcError> {
+        secret: &F::Elem,
+        degree: usize,
+        coeffs: &mut Vec<F::Elem>,
+        msgs: &mut [Vec<u8>],
+    ) -> F::Elem {
+        let f = &self.field;
+        coeffs.clear();
+        coeffs.extend((0..degree).map(|_| f.random(&mut self.rng)));
+        let mut own = f.zero();
+        for ((j, msg), x) in msgs.iter_mut().enumerate().zip(&self.points) {
+            let share = evaluate(f, secret, coeffs, x);
+            if j == self.me {
+                own = share;
+            } else {
+                f.encode(&share, msg);
+            }
+        }
+        own
+    }
+
+    /// One exchange: builds every peer's message from `w` (sections in a fixed order: re-shares,
+    /// openings, degree-2t openings, private openings for that peer, zero-sharings, inputs),
+    /// and recombines what comes back in one pass.
+    async fn transfer(&mut self, w: Wire<F::Elem>) -> Result<Received<F::Elem>, MpcError> {
         let f = self.field.clone();
         let (m, t, me) = (self.m, self.t, self.me);
-        // Re-sharing: evaluations[k][j] is party j's share of our k-th product.
-        let mut coeffs = Vec::with_capacity(t);
-        let evaluations: Vec<Vec<F::Elem>> = plan
-            .reshare
-            .iter()
-            .map(|v| {
-                coeffs.clear();
-                coeffs.extend((0..t).map(|_| f.random(&mut self.rng)));
-                share_with_coefficients(&f, v, &coeffs, m)
+        let kind = if w.input.is_some() {
+            KIND_INPUT
+        } else {
+            KIND_ROUND
+        };
+        let inputs: &[F::Elem] = w.input.as_deref().unwrap_or(&[]);
+        let private_count = |j: usize| w.private.iter().filter(|(_, o)| *o == j).count();
+        let fixed = w.reshare.len() + w.open.len() + w.open2t.len() + w.zeros;
+        let mut msgs: Vec<Vec<u8>> = (0..m)
+            .map(|j| {
+                let mut msg = self.header(kind);
+                if j != me {
+                    msg.reserve((fixed + private_count(j) + inputs.len()) * f.byte_len());
+                }
+                msg
             })
             .collect();
-        let private_for = |j: usize| plan.private.iter().filter(move |(_, o)| *o == j);
-        let n_mine_private = private_for(me).count();
-        let expected = plan.reshare.len() + plan.open.len() + plan.open2t.len() + n_mine_private;
+        let mut coeffs = Vec::with_capacity(2 * t);
+        let own_reshare: Vec<F::Elem> = w
+            .reshare
+            .iter()
+            .map(|v| self.deal(v, t, &mut coeffs, &mut msgs))
+            .collect();
+        let mut public = Vec::with_capacity((w.open.len() + w.open2t.len()) * f.byte_len());
+        for v in w.open.iter().chain(&w.open2t) {
+            f.encode(v, &mut public);
+        }
+        for (j, msg) in msgs.iter_mut().enumerate() {
+            if j != me {
+                msg.extend_from_slice(&public);
+            }
+        }
+        for (v, owner) in &w.private {
+            if *owner != me {
+                if let Some(msg) = msgs.get_mut(*owner) {
+                    f.encode(v, msg);
+                }
+            }
+        }
+        let zero = f.zero();
+        let own_zeros: Vec<F::Elem> = (0..w.zeros)
+            .map(|_| self.deal(&zero, 2 * t, &mut coeffs, &mut msgs))
+            .collect();
+        let own_inputs: Vec<F::Elem> = inputs
+            .iter()
+            .map(|v| self.deal(v, t, &mut coeffs, &mut msgs))
+            .collect();
 
-        let mut msgs = Vec::with_capacity(m);
-        for j in 0..m {
-            if j == me {
-                msgs.push(Vec::new());
-                continue;
-            }
-            let count =
-                plan.reshare.len() + plan.open.len() + plan.open2t.len() + private_for(j).count();
-            let mut msg = self.header(KIND_ROUND);
-            msg.reserve(count * f.byte_len());
-            for e in &evaluations {
-                f.encode(&e[j], &mut msg);
-            }
-            for v in plan.open.iter().chain(&plan.open2t) {
-                f.encode(v, &mut msg);
-            }
-            for (v, _) in private_for(j) {
-                f.encode(v, &mut msg);
-            }
-            msgs.push(msg);
-        }
-        let payloads = self.exchange(KIND_ROUND, msgs).await?;
-        let mut received: Vec<Vec<F::Elem>> = Vec::with_capacity(m);
-        for (j, p) in payloads.iter().enumerate() {
-            if j == me {
-                let mut own: Vec<F::Elem> = evaluations.iter().map(|e| e[me].clone()).collect();
-                own.extend(plan.open.iter().cloned());
-                own.extend(plan.open2t.iter().cloned());
-                own.extend(private_for(me).map(|(v, _)| v.clone()));
-                received.push(own);
-            } else {
-                received.push(self.decode_elems(j, p, Some(expected))?);
-            }
-        }
-        let (nr, no, no2) = (plan.reshare.len(), plan.open.len(), plan.open2t.len());
-        let column = |idx: usize, parties: usize| -> Vec<F::Elem> {
-            received[..parties].iter().map(|r| r[idx].clone()).collect()
+        let messages = self.exchange(kind, msgs).await?;
+
+        let own_private: Vec<F::Elem> = w
+            .private
+            .iter()
+            .filter(|(_, o)| *o == me)
+            .map(|(v, _)| v.clone())
+            .collect();
+        let (nr, no, n2, np, nz) = (
+            w.reshare.len(),
+            w.open.len(),
+            w.open2t.len(),
+            own_private.len(),
+            w.zeros,
+        );
+        let mut out = Received {
+            reshared: vec![f.zero(); nr],
+            opened: vec![f.zero(); no],
+            opened2t: vec![f.zero(); n2],
+            private: vec![f.zero(); np],
+            zeros: vec![f.zero(); nz],
+            inputs: Vec::with_capacity(m),
         };
-        let reshared = (0..nr)
-            .map(|k| combine(&f, &self.lambda_all, &column(k, m)))
+        let fixed_in = nr + no + n2 + np + nz;
+        for (j, msg) in messages.iter().enumerate() {
+            let elems = if j == me {
+                let mut own = own_reshare.clone();
+                own.extend(w.open.iter().cloned());
+                own.extend(w.open2t.iter().cloned());
+                own.extend(own_private.iter().cloned());
+                own.extend(own_zeros.iter().cloned());
+                own.extend(own_inputs.iter().cloned());
+                own
+            } else {
+                let payload = &msg[HEADER_LEN..];
+                let expected = (kind != KIND_INPUT).then_some(fixed_in);
+                let elems = self.decode_elems(j, payload, expected)?;
+                if elems.len() < fixed_in {
+                    return Err(MpcError::Protocol {
+                        party: j,
+                        violation: Violation::BadLength {
+                            expected: fixed_in * f.byte_len(),
+                            got: payload.len(),
+                        },
+                    });
+                }
+                elems
+            };
+            let mut it = elems.into_iter();
+            // Degree-t values need parties 0..=t, degree-2t values 0..=2t; re-shares need all.
+            let acc =
+                |dst: &mut [F::Elem], it: &mut std::vec::IntoIter<F::Elem>, l: Option<&F::Elem>| {
+                    for d in dst.iter_mut() {
+                        // Always consume the element, even when this party's share is not needed.
+                        if let (Some(v), Some(l)) = (it.next(), l) {
+                            *d = f.add(d, &f.mul(l, &v));
+                        }
+                    }
+                };
+            acc(&mut out.reshared, &mut it, self.lambda_all.get(j));
+            acc(&mut out.opened, &mut it, self.lambda_t.get(j));
+            acc(&mut out.opened2t, &mut it, self.lambda_2t.get(j));
+            acc(&mut out.private, &mut it, self.lambda_t.get(j));
+            acc(&mut out.zeros, &mut it, Some(&f.one()));
+            out.inputs.push(it.collect());
+        }
+        Ok(out)
+    }
+
+    /// Runs one batched round. Random bits and pairs requested earlier (PRSS only) ride along.
+    pub(crate) async fn round(
+        &mut self,
+        mut plan: Plan<F::Elem>,
+    ) -> Result<Outcome<F::Elem>, MpcError> {
+        let f = self.field.clone();
+        let batch = self.requested_bits();
+        let (n_reshare, n_products) = (plan.reshare.len(), plan.open_products.len());
+        batch.add_to(&f, &mut plan);
+        let zeros = self.zero_sharings(plan.open_products.len()).await?;
+        let open2t = plan
+            .open_products
+            .iter()
+            .zip(&zeros)
+            .map(|(v, z)| f.add(v, z))
             .collect();
-        let opened = (nr..nr + no)
-            .map(|k| combine(&f, &self.lambda_t, &column(k, t + 1)))
-            .collect();
-        let opened2t = (nr + no..nr + no + no2)
-            .map(|k| combine(&f, &self.lambda_2t, &column(k, 2 * t + 1)))
-            .collect();
-        let private = (nr + no + no2..expected)
-            .map(|k| combine(&f, &self.lambda_t, &column(k, t + 1)))
-            .collect();
+        // Without PRSS, keep the zero pool topped up in rounds that happen anyway.
+        let refill =
+            if self.prss.is_none() && self.zero_pool_used && self.zero_pool.len() < ZERO_BATCH {
+                ZERO_BATCH
+            } else {
+                0
+            };
+        let mut got = self
+            .transfer(Wire {
+                reshare: plan.reshare,
+                open: plan.open,
+                open2t,
+                private: plan.private,
+                zeros: refill,
+                input: plan.input,
+            })
+            .await?;
+        self.zero_pool.extend(got.zeros);
+        let bit_products = got.reshared.split_off(n_reshare);
+        let bit_squares = got.opened2t.split_off(n_products);
+        self.absorb_bits(batch, &bit_squares, &bit_products)?;
         Ok(Outcome {
-            reshared,
-            opened,
-            opened2t,
-            private,
+            reshared: got.reshared,
+            opened: got.opened,
+            opened_products: got.opened2t,
+            private: got.private,
+            inputs: got.inputs,
         })
+    }
+
+    /// `n` random degree-2t sharings of zero: from PRSS, or from the pool (refilled by a round
+    /// of its own when it runs short).
+    async fn zero_sharings(&mut self, n: usize) -> Result<Vec<F::Elem>, MpcError> {
+        if self.prss.is_some() {
+            return Ok((0..n).map(|_| self.prss_zero_2t()).collect());
+        }
+        if self.zero_pool.len() < n {
+            self.zero_pool_used = true;
+            let zeros = n - self.zero_pool.len() + ZERO_BATCH;
+            let got = self
+                .transfer(Wire {
+                    zeros,
+                    ..Wire::default()
+                })
+                .await?;
+            self.zero_pool.extend(got.zeros);
+        }
+        Ok(self.zero_pool.drain(..n).collect())
     }
 
     // ----- inputs and outputs -------------------------------------------------------------
@@ -534,38 +783,11 @@ where
     /// Returns, per party, shares of that party's inputs. How many inputs each party has is
     /// public (it follows from the message sizes).
     pub async fn input(&mut self, mine: &[F::Elem]) -> Result<Vec<Vec<F::Elem>>, MpcError> {
-        let f = self.field.clone();
-        let (m, t, me) = (self.m, self.t, self.me);
-        let mut coeffs = Vec::with_capacity(t);
-        let shares: Vec<Vec<F::Elem>> = mine
-            .iter()
-            .map(|v| {
-                coeffs.clear();
-                coeffs.extend((0..t).map(|_| f.random(&mut self.rng)));
-                share_with_coefficients(&f, v, &coeffs, m)
-            })
-            .collect();
-        let msgs = (0..m)
-            .map(|j| {
-                let mut msg = self.header(KIND_INPUT);
-                if j != me {
-                    for s in &shares {
-                        f.encode(&s[j], &mut msg);
-                    }
-                }
-                msg
-            })
-            .collect();
-        let payloads = self.exchange(KIND_INPUT, msgs).await?;
-        let mut out = Vec::with_capacity(m);
-        for (j, p) in payloads.iter().enumerate() {
-            if j == me {
-                out.push(shares.iter().map(|s| s[me].clone()).collect());
-            } else {
-                out.push(self.decode_elems(j, p, None)?);
-            }
-        }
-        Ok(out)
+        let plan = Plan {
+            input: Some(mine.to_vec()),
+            ..Plan::default()
+        };
+        Ok(self.round(plan).await?.inputs)
     }
 
     /// Opens shared values to everyone (one round).
@@ -602,19 +824,7 @@ where
     /// Element-wise products of two shared vectors (one round: local product, re-share with
     /// degree t, recombine; Gennaro–Rabin–Rabin).
     pub async fn mul(&mut self, a: &[F::Elem], b: &[F::Elem]) -> Result<Vec<F::Elem>, MpcError> {
-        if a.len() != b.len() {
-            return Err(MpcError::LengthMismatch {
-                left: a.len(),
-                right: b.len(),
-            });
-        }
-        let f = &self.field;
-        let reshare = a.iter().zip(b).map(|(x, y)| f.mul(x, y)).collect();
-        let plan = Plan {
-            reshare,
-            ..Plan::default()
-        };
-        Ok(self.round(plan).await?.reshared)
+        Ok(self.mul_and_open_products((a, b), (&[], &[])).await?.0)
     }
 
     /// Re-shares local degree-2t values (sums of products of shares) as degree-t shares, in one
@@ -637,68 +847,36 @@ where
         let f = self.field.clone();
         let mut reshare = Vec::with_capacity(pairs.len());
         for (a, b) in pairs {
-            if a.len() != b.len() {
-                return Err(MpcError::LengthMismatch {
-                    left: a.len(),
-                    right: b.len(),
-                });
-            }
+            check_lengths(a, b)?;
             let mut acc = f.zero();
             for (x, y) in a.iter().zip(b.iter()) {
                 acc = f.add(&acc, &f.mul(x, y));
             }
             reshare.push(acc);
         }
-        let plan = Plan {
-            reshare,
-            ..Plan::default()
-        };
-        Ok(self.round(plan).await?.reshared)
+        self.reshare(reshare).await
     }
 
     /// Multiplies `mul_pairs` (shares out) and opens the products `open_pairs` to everyone, in one
-    /// round with PRSS (the degree-2t product is opened directly after adding a pseudo-random
-    /// degree-2t sharing of zero, which hides everything but the product) or two without.
+    /// round (the degree-2t products are opened directly; see [`Plan::open_products`]).
     pub(crate) async fn mul_and_open_products(
         &mut self,
         mul_pairs: (&[F::Elem], &[F::Elem]),
         open_pairs: (&[F::Elem], &[F::Elem]),
     ) -> Result<(Vec<F::Elem>, Vec<F::Elem>), MpcError> {
-        let f = self.field.clone();
-        let prod = |a: &[F::Elem], b: &[F::Elem]| -> Vec<F::Elem> {
+        check_lengths(mul_pairs.0, mul_pairs.1)?;
+        check_lengths(open_pairs.0, open_pairs.1)?;
+        let f = &self.field;
+        let prod = |(a, b): (&[F::Elem], &[F::Elem])| -> Vec<F::Elem> {
             a.iter().zip(b).map(|(x, y)| f.mul(x, y)).collect()
         };
-        let mul = prod(mul_pairs.0, mul_pairs.1);
-        let open = prod(open_pairs.0, open_pairs.1);
-        if self.prss.is_some() {
-            let mut open2t = Vec::with_capacity(open.len());
-            for v in open {
-                let z = self.prss_zero_2t();
-                open2t.push(f.add(&v, &z));
-            }
-            let out = self
-                .round(Plan {
-                    reshare: mul,
-                    open2t,
-                    ..Plan::default()
-                })
-                .await?;
-            Ok((out.reshared, out.opened2t))
-        } else {
-            let n_mul = mul.len();
-            let mut reshare = mul;
-            reshare.extend(open);
-            let mut shares = self
-                .round(Plan {
-                    reshare,
-                    ..Plan::default()
-                })
-                .await?
-                .reshared;
-            let to_open = shares.split_off(n_mul);
-            let opened = self.open(&to_open).await?;
-            Ok((shares, opened))
-        }
+        let plan = Plan {
+            reshare: prod(mul_pairs),
+            open_products: prod(open_pairs),
+            ..Plan::default()
+        };
+        let out = self.round(plan).await?;
+        Ok((out.reshared, out.opened_products))
     }
 
     /// Opens `a_i * b_i` to everyone and nothing else about `a_i`, `b_i`.
@@ -707,12 +885,6 @@ where
         a: &[F::Elem],
         b: &[F::Elem],
     ) -> Result<Vec<F::Elem>, MpcError> {
-        if a.len() != b.len() {
-            return Err(MpcError::LengthMismatch {
-                left: a.len(),
-                right: b.len(),
-            });
-        }
         Ok(self.mul_and_open_products((&[], &[]), (a, b)).await?.1)
     }
 
@@ -735,14 +907,12 @@ where
         &mut self,
         groups: Vec<Vec<F::Elem>>,
     ) -> Result<Vec<Vec<F::Elem>>, MpcError> {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for g in &groups {
-            for pair in g.chunks_exact(2) {
-                a.push(pair[0].clone());
-                b.push(pair[1].clone());
-            }
-        }
-        let mut products = self.mul(&a, &b).await?.into_iter();
+        let f = &self.field;
+        let local = groups
+            .iter()
+            .flat_map(|g| g.chunks_exact(2).map(|p| f.mul(&p[0], &p[1])))
+            .collect();
+        let mut products = self.reshare(local).await?.into_iter();
         Ok(groups
             .into_iter()
             .map(|g| {
@@ -803,11 +973,12 @@ where
                 keys[s] = Some(key);
             }
         }
-        let payloads = self.exchange(KIND_PRSS_KEYS, msgs).await?;
-        for (j, p) in payloads.iter().enumerate() {
+        let messages = self.exchange(KIND_PRSS_KEYS, msgs).await?;
+        for (j, msg) in messages.iter().enumerate() {
             if j == me {
                 continue;
             }
+            let p = &msg[HEADER_LEN..];
             let ours: Vec<usize> = (0..subsets.len())
                 .filter(|&s| subsets[s][0] == j && subsets[s].contains(&me))
                 .collect();
@@ -875,11 +1046,13 @@ where
         acc
     }
 
-    /// Shares of `n` uniformly random field elements (no communication with PRSS).
-    pub async fn random(&mut self, n: usize) -> Result<Vec<F::Elem>, MpcError> {
-        let f = self.field.clone();
-        if let Some(prss) = self.prss.as_mut() {
-            return Ok((0..n)
+    /// Shares of `n` uniformly random field elements from PRSS (no communication), or `None`
+    /// without PRSS.
+    fn prss_random(&mut self, n: usize) -> Option<Vec<F::Elem>> {
+        let f = &self.field;
+        let prss = self.prss.as_mut()?;
+        Some(
+            (0..n)
                 .map(|_| {
                     let mut acc = f.zero();
                     for s in prss.subsets.iter_mut() {
@@ -887,8 +1060,16 @@ where
                     }
                     acc
                 })
-                .collect());
+                .collect(),
+        )
+    }
+
+    /// Shares of `n` uniformly random field elements (no communication with PRSS).
+    pub async fn random(&mut self, n: usize) -> Result<Vec<F::Elem>, MpcError> {
+        if let Some(r) = self.prss_random(n) {
+            return Ok(r);
         }
+        let f = self.field.clone();
         let mine: Vec<F::Elem> = (0..n).map(|_| f.random(&mut self.rng)).collect();
         let all = self.input(&mine).await?;
         Ok(self.sum_contributions(&all, n))
@@ -935,83 +1116,210 @@ where
             .collect()
     }
 
+    /// The bits and pairs requested for the next round, with their PRSS randomness (none
+    /// without PRSS: there the randomness itself costs a round, so requests wait for
+    /// [`Runtime::fill_bits`]).
+    fn requested_bits(&mut self) -> BitBatch<F::Elem> {
+        let (singles, pairs) = (self.bits_wanted, self.pairs_wanted);
+        match self.prss_random(singles + 2 * pairs) {
+            Some(r) => {
+                self.bits_wanted = 0;
+                self.pairs_wanted = 0;
+                let mut r = r.into_iter();
+                let pairs = (0..pairs)
+                    .map_while(|_| Some((r.next()?, r.next()?)))
+                    .collect();
+                BitBatch {
+                    pairs,
+                    singles: r.collect(),
+                }
+            }
+            None => BitBatch {
+                pairs: Vec::new(),
+                singles: Vec::new(),
+            },
+        }
+    }
+
+    /// `1 / sqrt(sq)` for each opened square, `None` where it is 0 (the random value was 0,
+    /// probability 1/p: that bit is dropped). A non-square means a peer deviated.
+    fn inv_roots(&self, squares: &[F::Elem]) -> Result<Vec<Option<F::Elem>>, MpcError> {
+        let f = &self.field;
+        // Semi-honest peers always open a square; blame the lowest peer we reconstructed from,
+        // since we cannot tell who deviated.
+        let not_a_square = || MpcError::Protocol {
+            party: usize::from(self.me == 0),
+            violation: Violation::NotASquare,
+        };
+        let p = f.modulus();
+        if p.bit(1) {
+            // p = 3 mod 4: a^((p-3)/4) is 1/sqrt(a) directly, one exponentiation per bit (all
+            // of a round's in one batch, which the field may interleave).
+            let roots = f.pow_batch(squares, &((p - 3u32) >> 2));
+            squares
+                .iter()
+                .zip(roots)
+                .map(|(sq, inv_root)| {
+                    if f.is_zero(sq) {
+                        Ok(None)
+                    } else if f.mul(&f.mul(&inv_root, &inv_root), sq) == f.one() {
+                        Ok(Some(inv_root))
+                    } else {
+                        Err(not_a_square())
+                    }
+                })
+                .collect()
+        } else {
+            squares
+                .iter()
+                .map(|sq| {
+                    if f.is_zero(sq) {
+                        return Ok(None);
+                    }
+                    let root = f.sqrt(sq).ok_or_else(not_a_square)?;
+                    Ok(f.inv(&root))
+                })
+                .collect()
+        }
+    }
+
+    /// Turns a batch whose squares were opened (and pair products re-shared) into bits and
+    /// pairs in the pools. `(1 + r/sqrt(r^2)) / 2` is a uniformly random bit; for a pair,
+    /// `ab = (1 + s_a + s_b + s_a s_b) / 4` with `s_a s_b = r_a r_b / (sqrt(r_a^2) sqrt(r_b^2))`.
+    fn absorb_bits(
+        &mut self,
+        batch: BitBatch<F::Elem>,
+        squares: &[F::Elem],
+        products: &[F::Elem],
+    ) -> Result<(), MpcError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let f = self.field.clone();
+        let one = f.one();
+        let inv2 = f.inv(&f.from_u64(2)).unwrap_or_else(|| f.zero());
+        let inv4 = f.mul(&inv2, &inv2);
+        let bit = |s: &F::Elem| f.mul(&f.add(&one, s), &inv2);
+        let mut inv = self.inv_roots(squares)?.into_iter();
+        for ((a, b), ab) in batch.pairs.iter().zip(products) {
+            let (Some(ia), Some(ib)) = (inv.next().flatten(), inv.next().flatten()) else {
+                continue;
+            };
+            let (sa, sb) = (f.mul(a, &ia), f.mul(b, &ib));
+            let sab = f.mul(ab, &f.mul(&ia, &ib));
+            let prod = f.mul(&f.add(&f.add(&one, &sa), &f.add(&sb, &sab)), &inv4);
+            self.pair_pool.push_back([bit(&sa), bit(&sb), prod]);
+        }
+        for (r, i) in batch.singles.iter().zip(inv) {
+            if let Some(i) = i {
+                self.bit_pool.push_back(bit(&f.mul(r, &i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for `bits` random bits and `pairs` random bit pairs to be made in the next round,
+    /// whatever it carries, so that they cost no round of their own (with PRSS; without, they
+    /// are made when taken).
+    pub(crate) fn request_bits(&mut self, bits: usize, pairs: usize) {
+        if self.prss.is_some() {
+            self.bits_wanted += bits;
+            self.pairs_wanted += pairs;
+        }
+    }
+
+    /// Makes sure the pools hold at least `bits` bits and `pairs` pairs, running rounds for the
+    /// shortfall if needed (one with PRSS, two without).
+    pub(crate) async fn fill_bits(&mut self, bits: usize, pairs: usize) -> Result<(), MpcError> {
+        let mut rounds = 0;
+        loop {
+            let need_bits = bits.saturating_sub(self.bit_pool.len());
+            let need_pairs = pairs.saturating_sub(self.pair_pool.len());
+            if need_bits == 0 && need_pairs == 0 {
+                return Ok(());
+            }
+            rounds += 1;
+            if rounds > MAX_GENERATION_ROUNDS {
+                return Err(MpcError::Exhausted {
+                    what: "random bit generation",
+                    attempts: rounds,
+                });
+            }
+            if self.prss.is_some() {
+                self.bits_wanted = self.bits_wanted.max(need_bits);
+                self.pairs_wanted = self.pairs_wanted.max(need_pairs);
+                self.round(Plan::default()).await?;
+            } else {
+                let mut r = self.random(need_bits + 2 * need_pairs).await?.into_iter();
+                let pairs = (0..need_pairs)
+                    .map_while(|_| Some((r.next()?, r.next()?)))
+                    .collect();
+                let batch = BitBatch {
+                    pairs,
+                    singles: r.collect(),
+                };
+                let mut plan = Plan::default();
+                batch.add_to(&self.field, &mut plan);
+                let out = self.round(plan).await?;
+                self.absorb_bits(batch, &out.opened_products, &out.reshared)?;
+            }
+        }
+    }
+
     /// Shares of `n` uniformly random bits: a random `r` is squared and opened, and `r / sqrt(r^2)`
     /// is a uniformly random sign (MPyC's method; one round with PRSS).
     pub async fn random_bits(&mut self, n: usize) -> Result<Vec<F::Elem>, MpcError> {
-        let f = self.field.clone();
-        let inv2 = f.inv(&f.from_u64(2)).unwrap_or_else(|| f.zero());
-        let mut bits = Vec::with_capacity(n);
-        let mut attempts = 0;
-        while bits.len() < n {
-            attempts += 1;
-            if attempts > 64 {
-                return Err(MpcError::Exhausted {
-                    what: "random bit generation",
-                    attempts,
-                });
-            }
-            let h = n - bits.len();
-            let r = self.random(h).await?;
-            let squares = self.open_products(&r, &r).await?;
-            // For p = 3 mod 4, a^((p-3)/4) is 1/sqrt(a) directly: one exponentiation per bit.
-            let p = f.modulus();
-            let inv_sqrt_exp = p.bit(1).then(|| (p - 3u32) >> 2);
-            for (r, sq) in r.iter().zip(&squares) {
-                if f.is_zero(sq) {
-                    continue; // r was 0: probability 1/p, draw again
-                }
-                let inv_root = match &inv_sqrt_exp {
-                    Some(e) => {
-                        let inv_root = f.pow(sq, e);
-                        if f.mul(&f.mul(&inv_root, &inv_root), sq) != f.one() {
-                            // Semi-honest peers always open a square; blame the lowest peer
-                            // we reconstructed from, since we cannot tell who deviated.
-                            return Err(MpcError::Protocol {
-                                party: usize::from(self.me == 0),
-                                violation: Violation::NotASquare,
-                            });
-                        }
-                        inv_root
-                    }
-                    None => {
-                        let root = f.sqrt(sq).ok_or(MpcError::Protocol {
-                            // Semi-honest peers always open a square; blame the lowest peer
-                            // we reconstructed from, since we cannot tell who deviated.
-                            party: usize::from(self.me == 0),
-                            violation: Violation::NotASquare,
-                        })?;
-                        f.inv(&root).unwrap_or_else(|| f.zero())
-                    }
-                };
-                let sign = f.mul(r, &inv_root);
-                bits.push(f.mul(&f.add(&sign, &f.one()), &inv2));
-            }
-        }
-        Ok(bits)
+        self.take_bits(n).await
     }
 
     /// Adds `n` random bits to the pool that [`Runtime::take_bits`] draws from, in one batch, so
     /// that protocols needing bits at many points cost one round for all of them.
     pub async fn reserve_bits(&mut self, n: usize) -> Result<(), MpcError> {
-        let bits = self.random_bits(n).await?;
-        self.bit_pool.extend(bits);
-        Ok(())
+        let target = self.bit_pool.len() + n;
+        self.fill_bits(target, 0).await
     }
 
     /// `n` random bits, from the pool if it holds enough, freshly generated otherwise.
     pub async fn take_bits(&mut self, n: usize) -> Result<Vec<F::Elem>, MpcError> {
-        if self.bit_pool.len() < n {
-            let missing = n - self.bit_pool.len();
-            self.reserve_bits(missing).await?;
-        }
+        self.fill_bits(n, 0).await?;
         Ok(self.bit_pool.drain(..n).collect())
+    }
+
+    /// `n` random bit pairs `[a, b, ab]`, from the pool if it holds enough, freshly generated
+    /// otherwise. A pair makes a random 2-bit one-hot vector without a multiplication round.
+    pub(crate) async fn take_pairs(&mut self, n: usize) -> Result<Vec<[F::Elem; 3]>, MpcError> {
+        self.fill_bits(0, n).await?;
+        Ok(self.pair_pool.drain(..n).collect())
+    }
+
+    /// How many bits and pairs the pools hold (for callers deciding whether to request more).
+    pub(crate) fn pooled(&self) -> (usize, usize) {
+        (
+            self.bit_pool.len() + self.bits_wanted,
+            self.pair_pool.len() + self.pairs_wanted,
+        )
     }
 
     // ----- helpers for protocol modules ---------------------------------------------------
 
     /// The field element `2^e`.
     pub(crate) fn pow2(&self, e: u64) -> F::Elem {
-        self.field.from_biguint(&(BigUint::from(1u32) << e))
+        match self.pow2.get(e as usize) {
+            Some(v) => v.clone(),
+            None => self.field.from_biguint(&(BigUint::from(1u32) << e)),
+        }
+    }
+}
+
+/// `LengthMismatch` unless both slices have the same length.
+pub(crate) fn check_lengths<A, B>(a: &[A], b: &[B]) -> Result<(), MpcError> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(MpcError::LengthMismatch {
+            left: a.len(),
+            right: b.len(),
+        })
     }
 }
 

@@ -52,15 +52,22 @@ pub(crate) fn share_with_coefficients<F: PrimeField>(
     m: usize,
 ) -> Vec<F::Elem> {
     (1..=m as u64)
-        .map(|x| {
-            let x = field.from_u64(x);
-            let mut acc = field.zero();
-            for c in coeffs.iter().rev() {
-                acc = field.add(&field.mul(&acc, &x), c);
-            }
-            field.add(&field.mul(&acc, &x), secret)
-        })
+        .map(|x| evaluate(field, secret, coeffs, &field.from_u64(x)))
         .collect()
+}
+
+/// `secret + c_1 x + ... + c_t x^t` (Horner).
+pub(crate) fn evaluate<F: PrimeField>(
+    field: &F,
+    secret: &F::Elem,
+    coeffs: &[F::Elem],
+    x: &F::Elem,
+) -> F::Elem {
+    let mut acc = field.zero();
+    for c in coeffs.iter().rev() {
+        acc = field.add(&field.mul(&acc, x), c);
+    }
+    field.add(&field.mul(&acc, x), secret)
 }
 
 /// Lagrange coefficients for interpolating at 0 from the values at the given points.

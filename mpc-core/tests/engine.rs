@@ -7,11 +7,6 @@ use common::*;
 use mpc_core::shamir::{reconstruct, share};
 use proptest::prelude::*;
 
-fn to_i64(v: u64) -> i64 {
-    let f = field();
-    i64::try_from(f.to_signed(&v)).expect("small")
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -88,11 +83,13 @@ proptest! {
             all.extend(ip);
             rt.open(&all).await
         });
-        let expect: Vec<i64> = a.iter().zip(&b).map(|(x, y)| i64::from(*x) * i64::from(*y)).collect();
+        // Up to five products of 2^62 overflow i64 and exceed p / 2: compare modulo p.
+        let modp = |v: i128| v.rem_euclid(i128::from(P64)) as u64;
+        let expect: Vec<i128> = a.iter().zip(&b).map(|(x, y)| i128::from(*x) * i128::from(*y)).collect();
+        let expect_mod: Vec<u64> = expect.iter().map(|&v| modp(v)).collect();
         for out in outs {
-            let got: Vec<i64> = out.iter().map(|&v| to_i64(v)).collect();
-            prop_assert_eq!(&got[..n], &expect[..]);
-            prop_assert_eq!(got[n], expect.iter().sum::<i64>());
+            prop_assert_eq!(&out[..n], &expect_mod[..]);
+            prop_assert_eq!(out[n], modp(expect.iter().sum::<i128>()));
         }
     }
 }
@@ -263,4 +260,103 @@ fn permutations_of_three_are_uniform() {
         .collect();
     let chi = chi_square(&counts);
     assert!(chi < 20.52, "chi-square {chi} for counts {counts:?}");
+}
+
+#[test]
+fn unit_vectors_are_uniform() {
+    // One-hot vectors of 2^k entries with the rejection test at the end (sizes 3, 5, 6, 7), and
+    // one with no rejection (8): 700 draws each, chi-square against uniform positions at
+    // p = 0.001 (critical values for 2, 4, 5, 6, 7 degrees of freedom).
+    let sizes = [3usize, 5, 6, 7, 8];
+    let critical = [13.82, 18.47, 20.52, 22.46, 24.32];
+    let outs = mpc!(3, config(None, true), 31, [sizes], |rt| {
+        let mut opened = Vec::new();
+        for _ in 0..7 {
+            let batch: Vec<usize> = (0..100).flat_map(|_| sizes).collect();
+            let units = rt.random_unit_vectors(&batch).await?;
+            let flat: Vec<u64> = units.into_iter().flatten().collect();
+            opened.extend(rt.open(&flat).await?);
+        }
+        Ok(opened)
+    });
+    let mut counts: Vec<Vec<usize>> = sizes.iter().map(|&s| vec![0; s]).collect();
+    let mut rest = outs[0].as_slice();
+    while !rest.is_empty() {
+        for (k, &s) in sizes.iter().enumerate() {
+            let (u, r) = rest.split_at(s);
+            rest = r;
+            assert_eq!(u.iter().filter(|&&v| v == 1).count(), 1, "{u:?}");
+            assert!(u.iter().all(|&v| v <= 1), "{u:?}");
+            let pos = u.iter().position(|&v| v == 1).expect("one");
+            counts[k][pos] += 1;
+        }
+    }
+    for (k, c) in counts.iter().enumerate() {
+        let chi = chi_square(c);
+        assert!(
+            chi < critical[k],
+            "size {}: chi-square {chi} for {c:?}",
+            sizes[k]
+        );
+    }
+}
+
+#[test]
+fn shuffles_of_four_are_uniform() {
+    // 24 permutations, 2400 draws (200 lists per call, in lockstep), 23 degrees of freedom:
+    // critical value 49.73 at p = 0.001.
+    let outs = mpc!(3, config(None, true), 17, |rt| {
+        let f = rt.field().clone();
+        let id: Vec<u64> = (0..4).map(|i| f.from_u64(i)).collect();
+        let mut all = Vec::new();
+        for _ in 0..12 {
+            let shuffled = rt.shuffle(vec![id.clone(); 200]).await?;
+            for p in shuffled {
+                all.push(rt.open(&p).await?);
+            }
+        }
+        Ok(all)
+    });
+    let mut kinds = outs[0].clone();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), 24);
+    let counts: Vec<usize> = kinds
+        .iter()
+        .map(|k| outs[0].iter().filter(|p| *p == k).count())
+        .collect();
+    let chi = chi_square(&counts);
+    assert!(chi < 49.73, "chi-square {chi} for counts {counts:?}");
+}
+
+#[test]
+fn derangements_of_five_are_uniform_with_and_without_prss() {
+    // 44 derangements of 5, 1320 draws, 43 degrees of freedom: critical value 77.4 at
+    // p = 0.001. Without PRSS the zero-sharing pool and bit generation take other paths.
+    for prss in [true, false] {
+        let outs = mpc!(3, config(None, prss), 5, |rt| {
+            let mut all = Vec::new();
+            for _ in 0..1320 {
+                let d = rt.random_derangement(5, 1).await?;
+                all.push(rt.open(&d).await?);
+            }
+            Ok(all)
+        });
+        let mut kinds = outs[0].clone();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 44, "prss {prss}");
+        assert!(kinds
+            .iter()
+            .all(|d| d.iter().enumerate().all(|(i, &v)| v != i as u64)));
+        let counts: Vec<usize> = kinds
+            .iter()
+            .map(|k| outs[0].iter().filter(|p| *p == k).count())
+            .collect();
+        let chi = chi_square(&counts);
+        assert!(
+            chi < 77.4,
+            "prss {prss}: chi-square {chi} for counts {counts:?}"
+        );
+    }
 }
