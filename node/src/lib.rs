@@ -12,4 +12,6 @@
 pub mod checks;
 pub mod cli;
 pub mod client;
+
+pub mod mesh;
 pub mod signaling;
