@@ -12,6 +12,6 @@
 pub mod checks;
 pub mod cli;
 pub mod client;
-
+pub mod join;
 pub mod mesh;
 pub mod signaling;

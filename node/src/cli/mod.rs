@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 mod credential;
+mod demo;
 mod id;
+mod join;
+mod progress;
 mod session;
 
 /// Exit status for "checked and invalid".
@@ -76,6 +79,10 @@ enum Command {
     /// Organizer commands: publish, show and seal sessions on a broker.
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// Join a session: authenticate, verify everyone, build the mesh, compute.
+    Join(join::JoinArgs),
+    /// Run a whole session on this machine: broker, organizer, issuer, parties.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the CLI with the process arguments.
@@ -85,6 +92,8 @@ pub fn main() -> ExitCode {
         Command::Id(c) => id::run(c),
         Command::Credential(c) => credential::run(c),
         Command::Session(c) => session::run(c),
+        Command::Join(a) => join::run(a),
+        Command::Demo(a) => demo::run(a),
     };
     finish(result)
 }
@@ -126,6 +135,15 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// A multi-threaded runtime for the commands that talk to the network.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Input(format!("cannot start the async runtime: {e}")))
 }
 
 /// Reads a file, or standard input for `-`.

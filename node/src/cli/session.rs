@@ -52,14 +52,6 @@ pub(crate) enum SessionCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Input(format!("cannot start the async runtime: {e}")))
-}
-
 /// Connects to the broker and, with a key, authenticates; a failure is the
 /// command's outcome, naming the phase.
 async fn connect(
@@ -89,7 +81,7 @@ fn refused(phase: &str, e: &ClientError) -> Outcome {
 }
 
 pub(crate) fn run(cmd: SessionCommand) -> Result<Outcome, CliError> {
-    runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         match cmd {
             SessionCommand::Publish { manifest, key, broker, organizer_credential } => {
                 let key = keyfile::load(&key)?;
