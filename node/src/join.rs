@@ -313,7 +313,11 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
             Ok((run.output, note))
         })
         .await;
-    mesh.close().await;
+    // If a peer was lost, say so in our bye: the others then blame it, not us.
+    match &compute {
+        Err(JoinError { peer: Some(p), .. }) => mesh.abort(p.index).await,
+        _ => mesh.close().await,
+    }
     let output = compute?;
     Ok(JoinReport {
         session: req.session,

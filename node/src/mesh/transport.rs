@@ -10,7 +10,7 @@
 //! | `0x01` | transcript | the 64-byte Ed25519 transcript signature; first frame, once |
 //! | `0x02` | start of a message | total length (u64 big endian), then the first bytes |
 //! | `0x03` | continuation | the next bytes of the message being received |
-//! | `0x04` | bye | nothing: the sender is done and will close |
+//! | `0x04` | bye | nothing: the sender is done and will close; or the 2-byte (u16 big endian) index of the peer whose loss made the sender give up |
 //!
 //! An MPC message of `n` bytes is one start frame followed by continuation frames until `n`
 //! bytes arrived; the channel is ordered and reliable, so no sequence numbers are needed.
@@ -53,9 +53,13 @@ const START_HEADER: usize = 1 + 8;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame<'a> {
     Transcript(&'a [u8]),
-    Start { total: u64, data: &'a [u8] },
+    Start {
+        total: u64,
+        data: &'a [u8],
+    },
     Continue(&'a [u8]),
-    Bye,
+    /// Done; `Some(i)`: gave up because peer `i` was lost.
+    Bye(Option<usize>),
 }
 
 pub(crate) fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>, String> {
@@ -74,7 +78,10 @@ pub(crate) fn parse_frame(bytes: &[u8]) -> Result<Frame<'_>, String> {
             })
         }
         TAG_CONTINUE => Ok(Frame::Continue(body)),
-        TAG_BYE if body.is_empty() => Ok(Frame::Bye),
+        TAG_BYE if body.is_empty() => Ok(Frame::Bye(None)),
+        TAG_BYE if body.len() == 2 => Ok(Frame::Bye(Some(usize::from(u16::from_be_bytes([
+            body[0], body[1],
+        ]))))),
         _ => Err(format!("unknown frame tag {tag:#04x}")),
     }
 }
@@ -86,8 +93,12 @@ pub(crate) fn transcript_frame(signature: &[u8; 64]) -> BytesMut {
     b
 }
 
-fn bye_frame() -> BytesMut {
-    BytesMut::from(&[TAG_BYE][..])
+fn bye_frame(culprit: Option<usize>) -> BytesMut {
+    let mut b = BytesMut::from(&[TAG_BYE][..]);
+    if let Some(i) = culprit.and_then(|i| u16::try_from(i).ok()) {
+        b.extend_from_slice(&i.to_be_bytes());
+    }
+    b
 }
 
 /// The frames of one message, each at most [`MAX_FRAME`] bytes.
@@ -141,7 +152,7 @@ impl Reassembler {
                 Some((buf, _)) => buf.extend_from_slice(data),
                 None => return Err("a continuation frame outside a message".into()),
             },
-            Frame::Transcript(_) | Frame::Bye => {
+            Frame::Transcript(_) | Frame::Bye(_) => {
                 return Err("not a message frame".into());
             }
         }
@@ -175,6 +186,8 @@ enum LinkStatus {
     Open,
     /// The peer said bye.
     Bye,
+    /// The peer gave up because it lost peer `.0` (so that one is to blame, not the sender).
+    GaveUp(usize),
     /// The channel or connection went away.
     Lost(String),
     /// The peer sent something that breaks the framing.
@@ -307,7 +320,17 @@ impl Mesh {
     /// Ends the session cleanly: says `bye` on every channel, waits (at most `close_timeout`)
     /// for every peer's `bye` — a peer that said bye has finished its computation, so it needs
     /// nothing more from us — then closes every connection.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
+        self.close_with(None).await;
+    }
+
+    /// Ends the session after the computation failed because peer `culprit` was lost: like
+    /// [`Mesh::close`], but the `bye` names the lost peer, so the others blame it rather than us.
+    pub async fn abort(self, culprit: usize) {
+        self.close_with(Some(culprit)).await;
+    }
+
+    async fn close_with(mut self, culprit: Option<usize>) {
         let mut links: Vec<Link> = self.links.drain(..).flatten().collect();
         let close_timeout = self.close_timeout;
         for link in &mut links {
@@ -316,7 +339,7 @@ impl Mesh {
             link.inbound = None;
         }
         join_all(links.iter().map(|link| async move {
-            let _ = tokio::time::timeout(close_timeout, link.dc.send(bye_frame())).await;
+            let _ = tokio::time::timeout(close_timeout, link.dc.send(bye_frame(culprit))).await;
         }))
         .await;
         join_all(links.iter_mut().map(|link| async move {
@@ -363,11 +386,27 @@ impl Transport for Mesh {
                     max,
                 });
             }
-            if *link.status.borrow() != LinkStatus::Open {
-                return Err(TransportError::Closed { party: to });
+            if let Some(blame) = gone(&link.status.borrow(), to) {
+                return Err(TransportError::Closed { party: blame });
             }
+            let mut status = link.status.clone();
             for frame in frames(&msg) {
-                match tokio::time::timeout(send_timeout, link.dc.send(frame)).await {
+                // A send parked on a full buffer must not outlive the link: watch its status
+                // too, or a dead peer is only noticed after the whole send timeout.
+                let sent = tokio::select! {
+                    r = tokio::time::timeout(send_timeout, link.dc.send(frame)) => r,
+                    blame = async {
+                        loop {
+                            if status.changed().await.is_err() {
+                                return to;
+                            }
+                            if let Some(b) = gone(&status.borrow(), to) {
+                                return b;
+                            }
+                        }
+                    } => return Err(TransportError::Closed { party: blame }),
+                };
+                match sent {
                     Ok(Ok(())) => {}
                     Ok(Err(RtcError::ErrDataChannelClosed)) => {
                         return Err(TransportError::Closed { party: to })
@@ -408,7 +447,9 @@ impl Transport for Mesh {
                             format!("peer {} broke the framing: {reason}", link.peer),
                         ),
                     }),
-                    _ => Err(TransportError::Closed { party: from }),
+                    other => Err(TransportError::Closed {
+                        party: gone(other, from).unwrap_or(from),
+                    }),
                 },
                 Err(_) => Err(TransportError::Timeout {
                     party: from,
@@ -416,6 +457,15 @@ impl Transport for Mesh {
                 }),
             }
         })
+    }
+}
+
+/// Whether a link is unusable, and whom to blame: the peer itself, or the one it says it lost.
+fn gone(status: &LinkStatus, peer: usize) -> Option<usize> {
+    match status {
+        LinkStatus::Open => None,
+        LinkStatus::GaveUp(culprit) => Some(*culprit),
+        _ => Some(peer),
     }
 }
 
@@ -453,7 +503,8 @@ async fn read_loop(
             }
             Some(DataChannelEvent::OnMessage(msg)) => {
                 let complete = match parse_frame(&msg.data) {
-                    Ok(Frame::Bye) => break LinkStatus::Bye,
+                    Ok(Frame::Bye(None)) => break LinkStatus::Bye,
+                    Ok(Frame::Bye(Some(culprit))) => break LinkStatus::GaveUp(culprit),
                     Ok(Frame::Transcript(_)) => {
                         break LinkStatus::Violation("a second transcript".into())
                     }
@@ -521,7 +572,13 @@ mod tests {
         assert!(parse_frame(&[0x09]).is_err());
         assert!(parse_frame(&[TAG_START, 0, 0]).is_err());
         assert!(parse_frame(&[TAG_BYE, 0]).is_err());
-        assert_eq!(parse_frame(&[TAG_BYE]).unwrap(), Frame::Bye);
+        assert_eq!(parse_frame(&[TAG_BYE]).unwrap(), Frame::Bye(None));
+        assert_eq!(
+            parse_frame(&bye_frame(Some(7))).unwrap(),
+            Frame::Bye(Some(7))
+        );
+        assert_eq!(parse_frame(&bye_frame(None)).unwrap(), Frame::Bye(None));
+        assert!(parse_frame(&[TAG_BYE, 1]).is_err());
         // Too large, announced or actual.
         assert!(roundtrip(&[0u8; 100], 99).is_err());
         let mut r = Reassembler::new(1 << 20);
