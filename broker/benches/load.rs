@@ -1516,6 +1516,14 @@ async fn run_all(
 }
 
 fn main() {
+    // `cargo test --all-targets` also runs bench targets (without `--bench`): there this
+    // minutes-long, machine-filling benchmark only needs to compile.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "benchmark skipped outside `cargo bench`; run: cargo bench -p broker --bench load"
+        );
+        return;
+    }
     let s = Settings::from_env();
     let _ = base();
     let scratch = Scratch::new();

@@ -603,3 +603,139 @@ async fn a_crashed_or_silent_peer_is_named_within_the_timeout() {
         drop(quitter_task.await.unwrap());
     }
 }
+
+/// SHA-256 (lowercase hex) of a roster document, standing in for the hash of the signed roster.
+fn hash_of(doc: &Value) -> String {
+    Sha256::digest(doc.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Connects every party concurrently, party `i` with `rosters[i]` (a broker that shows
+/// different rosters to different parties).
+async fn connect_parties_seeing(
+    rosters: &[MeshRoster],
+    seeds: &[u8],
+    config: &MeshConfig,
+) -> Vec<(Result<Mesh, MeshError>, Signaling)> {
+    let (signalings, _) = relay(seeds.len(), None);
+    let tasks: Vec<_> = signalings
+        .into_iter()
+        .zip(seeds.iter().copied())
+        .zip(rosters.iter().cloned())
+        .map(|((mut sig, seed), roster)| {
+            let config = config.clone();
+            tokio::spawn(async move {
+                let res = connect(&keypair(seed), &roster, &config, &mut sig).await;
+                (res, sig)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// (g) A broker that shows two different rosters: the same session and parties, but one
+/// party's roster differs in one member's evidence, so its roster hash differs. Whichever
+/// party is shown the other roster (the offerer of every pair, the middle one, or the
+/// answerer of every pair), nobody gets a mesh — so no MPC message is ever sent — and every
+/// party given the real roster aborts naming that party: it either refuses that party's
+/// binding as one for another roster itself, or is told so by that party's `bye`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_shows_two_different_rosters_is_caught_before_any_mpc_message() {
+    let session = "meshTwoRosters001";
+    let members = |evidence_of_2: &str| {
+        json!({
+            "session": session,
+            "members": SEEDS.iter().enumerate().map(|(i, &s)| json!({
+                "index": i,
+                "did": keypair(s).did(),
+                "evidence": if i == 2 { evidence_of_2.to_owned() } else { format!("vp-{i}") },
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let real = MeshRoster {
+        roster_hash: hash_of(&members("vp-2")),
+        ..roster(session, &SEEDS)
+    };
+    let shown_elsewhere = MeshRoster {
+        roster_hash: hash_of(&members("vp-2-from-another-join")),
+        ..real.clone()
+    };
+    assert_ne!(real.roster_hash, shown_elsewhere.roster_hash);
+    assert_eq!(real.parties, shown_elsewhere.parties);
+
+    for odd in 0..SEEDS.len() {
+        let rosters: Vec<MeshRoster> = (0..SEEDS.len())
+            .map(|i| {
+                if i == odd {
+                    shown_elsewhere.clone()
+                } else {
+                    real.clone()
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let results = connect_parties_seeing(&rosters, &SEEDS, &config()).await;
+        let elapsed = started.elapsed();
+        // Detected by a party itself: a validly signed binding for another roster hash.
+        let detected = |err: &MeshError, by: usize| match err {
+            MeshError::BindingForAnotherSession {
+                field: "rosterHash",
+                expected,
+                found,
+                ..
+            } => {
+                assert_eq!(expected, &rosters[by].roster_hash, "{err}");
+                assert_ne!(found, expected, "{err}");
+                true
+            }
+            _ => false,
+        };
+        let mut self_detections = 0;
+        for i in 0..SEEDS.len() {
+            let err = failure(&results, i);
+            eprintln!("roster shown to #{odd} differs; party {i}: {err}");
+            let named = err.peer().expect("the error names a peer");
+            if detected(err, i) {
+                // Party `i` checked the binding itself: the odd party refuses its honest
+                // peers' bindings, an honest party the odd one's.
+                if i == odd {
+                    assert_ne!(named.index, odd, "{err}");
+                } else {
+                    assert_eq!(named, &peer(&real, odd), "{err}");
+                }
+                self_detections += 1;
+                continue;
+            }
+            // Otherwise a peer that refused a binding told it so in its `bye`. For an honest
+            // party that peer is the odd one, or (if that `bye` was overtaken) an honest peer
+            // that stopped because of the odd one, whose `bye` then names it.
+            let MeshError::PeerClosed {
+                reason: Some(r), ..
+            } = err
+            else {
+                panic!("party {i}: unexpected error: {err}")
+            };
+            assert!(
+                r.contains("binding_for_another_session") && r.contains("rosterHash"),
+                "{err}"
+            );
+            if i == odd {
+                assert_ne!(named.index, odd, "{err}");
+            } else if named.index != odd {
+                assert!(r.contains(&format!("#{odd} (")), "{err}");
+            }
+        }
+        assert!(
+            self_detections >= 1,
+            "nobody checked the roster hash itself"
+        );
+        // Caught in the signaling exchange: well within one phase timeout.
+        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    }
+}
