@@ -38,18 +38,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     let dir = tempdir("flow");
     let organizer = identity::Keypair::from_seed(&[200; 32]);
     identity::keyfile::write(&dir.join("org.json"), &organizer).unwrap();
-    let broker = broker::Broker::new(broker::BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        workers: 2,
-        organizers: broker::OrganizerPolicy {
-            trusted: vec![organizer.did()],
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .start()
-    .await
-    .unwrap();
+    let broker = common::broker_for(&organizer).await;
     let url = broker.url();
     let parties: Vec<_> = (1..=3u8)
         .map(|n| identity::Keypair::from_seed(&[n; 32]))

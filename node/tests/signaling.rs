@@ -13,18 +13,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_exchange_signals_and_refusals_come_back() {
     let organizer = Keypair::from_seed(&[200; 32]);
-    let broker = broker::Broker::new(broker::BrokerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        workers: 2,
-        organizers: broker::OrganizerPolicy {
-            trusted: vec![organizer.did()],
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .start()
-    .await
-    .unwrap();
+    let broker = common::broker_for(&organizer).await;
     let client = BrokerClient::connect(&broker.url()).await.unwrap();
     let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
     let m = common::signed_manifest(

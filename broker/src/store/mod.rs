@@ -33,8 +33,8 @@ pub enum StoreError {
     Full(usize),
 }
 
-/// A stored session: its serialized record and the opaque version the next
-/// compare-and-swap must present.
+/// A stored session: its serialized record, which the next compare-and-swap
+/// presents as the value it expects to replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// The serialized record.
