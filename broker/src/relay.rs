@@ -6,6 +6,12 @@
 //! queue is bounded: a connection's outbound queue (a slow reader gets its
 //! messages refused back to the sender, not buffered without limit) and
 //! each absent member's pending buffer (by count and by age).
+//!
+//! With several replicas ([`crate::store::SignalBus`]) the pending buffers
+//! live in the shared store instead, and a connection starts out *syncing*:
+//! messages other replicas deliver while its stored backlog is still being
+//! fetched are held back (bounded) and queued after the backlog, so the
+//! recipient sees each sender's messages in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +75,30 @@ pub enum Delivery {
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    /// `Some` until the stored backlog is queued: what arrived meanwhile.
+    held: Option<Vec<Arc<str>>>,
+}
+
+impl Conn {
+    fn offer(&mut self, msg: Arc<str>, limit: usize) -> Result<Delivery, Refusal> {
+        if let Some(held) = &mut self.held {
+            if held.len() >= limit {
+                return Err(Refusal::Backlogged);
+            }
+            held.push(msg);
+            return Ok(Delivery::Sent);
+        }
+        match self.tx.try_send(Outbound::Text(msg)) {
+            Ok(()) => Ok(Delivery::Sent),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Refusal::Backlogged),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Refusal::Gone),
+        }
+    }
+}
+
+enum Refusal {
+    Backlogged,
+    Gone,
 }
 
 #[derive(Debug, Default)]
@@ -113,8 +143,20 @@ impl Hub {
     /// Registers `did`'s connection to `session`, replacing (and closing)
     /// an earlier one, and hands it the messages buffered for it.
     pub fn connect(&self, session: &str, did: &Did, now: Instant) -> Registration {
+        self.register(session, did, now, false)
+    }
+
+    /// Registers a connection whose backlog is kept elsewhere (the shared
+    /// store): until [`synced`](Self::synced) hands it that backlog,
+    /// messages for it are held back, not queued.
+    pub fn connect_syncing(&self, session: &str, did: &Did, now: Instant) -> Registration {
+        self.register(session, did, now, true)
+    }
+
+    fn register(&self, session: &str, did: &Did, now: Instant, syncing: bool) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.limits.queue.max(self.limits.pending));
+        // Room for a full backlog plus a full hold-back, so neither is cut.
+        let (tx, rx) = mpsc::channel(self.limits.queue.max(2 * self.limits.pending));
         let mut rooms = self.rooms();
         let room = rooms.entry(session.to_owned()).or_default();
         if let Some(pending) = room.pending.remove(did) {
@@ -125,24 +167,110 @@ impl Hub {
                 }
             }
         }
-        if let Some(old) = room.conns.insert(did.clone(), Conn { id, tx }) {
+        let conn = Conn {
+            id,
+            tx,
+            held: syncing.then(Vec::new),
+        };
+        if let Some(old) = room.conns.insert(did.clone(), conn) {
             // Best effort: if its queue is full the dropped sender closes it anyway.
             let _ = old.tx.try_send(Outbound::Replaced);
         }
         Registration { id, rx }
     }
 
-    /// Removes a connection unless a newer one replaced it.
-    pub fn disconnect(&self, session: &str, did: &Did, id: u64) {
+    /// Queues a syncing connection's backlog, then what was held back
+    /// meanwhile, and makes it live.
+    pub fn synced(&self, session: &str, did: &Did, id: u64, backlog: Vec<Arc<str>>) {
         let mut rooms = self.rooms();
+        let Some(conn) = rooms
+            .get_mut(session)
+            .and_then(|r| r.conns.get_mut(did))
+            .filter(|c| c.id == id)
+        else {
+            return;
+        };
+        let held = conn.held.take().unwrap_or_default();
+        for msg in backlog.into_iter().take(self.limits.pending).chain(held) {
+            let _ = conn.tx.try_send(Outbound::Text(msg));
+        }
+    }
+
+    /// Removes a connection unless a newer one replaced it; `true` if it
+    /// was the member's current connection.
+    pub fn disconnect(&self, session: &str, did: &Did, id: u64) -> bool {
+        let mut rooms = self.rooms();
+        let mut current = false;
         if let Some(room) = rooms.get_mut(session) {
             if room.conns.get(did).is_some_and(|c| c.id == id) {
                 room.conns.remove(did);
+                current = true;
             }
             if room.conns.is_empty() && room.pending.is_empty() {
                 rooms.remove(session);
             }
         }
+        current
+    }
+
+    /// Delivers to `to` only if it is connected to this process; `None`
+    /// when it is not (the caller then uses the shared bus).
+    pub fn deliver_local(
+        &self,
+        session: &str,
+        to: &Did,
+        msg: Arc<str>,
+    ) -> Option<Result<Delivery, RelayRefused>> {
+        self.deliver_local_str(session, to.as_str(), msg)
+    }
+
+    /// [`deliver_local`](Self::deliver_local) by the DID's string (what the
+    /// bus carries).
+    pub fn deliver_local_str(
+        &self,
+        session: &str,
+        to: &str,
+        msg: Arc<str>,
+    ) -> Option<Result<Delivery, RelayRefused>> {
+        let mut rooms = self.rooms();
+        let room = rooms.get_mut(session)?;
+        let (did, conn) = room.conns.iter_mut().find(|(d, _)| d.as_str() == to)?;
+        match conn.offer(msg, self.limits.pending) {
+            Ok(d) => Some(Ok(d)),
+            Err(Refusal::Backlogged) => Some(Err(RelayRefused::RecipientBacklogged(did.clone()))),
+            Err(Refusal::Gone) => {
+                let did = did.clone();
+                room.conns.remove(&did);
+                None
+            }
+        }
+    }
+
+    /// Closes `did`'s connection here: it connected to another replica.
+    pub fn replaced_elsewhere(&self, session: &str, did: &str) {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get_mut(session) {
+            room.conns.retain(|d, conn| {
+                if d.as_str() == did {
+                    let _ = conn.tx.try_send(Outbound::Replaced);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    /// Every `(session, did)` connected to this process.
+    pub fn members(&self) -> Vec<(String, String)> {
+        self.rooms()
+            .iter()
+            .flat_map(|(s, room)| {
+                room.conns
+                    .keys()
+                    .map(move |d| (s.clone(), d.as_str().to_owned()))
+            })
+            .collect()
     }
 
     /// Relays a stamped message to `to` in `session`.
@@ -155,14 +283,14 @@ impl Hub {
     ) -> Result<Delivery, RelayRefused> {
         let mut rooms = self.rooms();
         let room = rooms.entry(session.to_owned()).or_default();
-        if let Some(conn) = room.conns.get(to) {
-            match conn.tx.try_send(Outbound::Text(msg.clone())) {
-                Ok(()) => return Ok(Delivery::Sent),
-                Err(mpsc::error::TrySendError::Full(_)) => {
+        if let Some(conn) = room.conns.get_mut(to) {
+            match conn.offer(msg.clone(), self.limits.pending) {
+                Ok(d) => return Ok(d),
+                Err(Refusal::Backlogged) => {
                     return Err(RelayRefused::RecipientBacklogged(to.clone()))
                 }
                 // The connection is going away; buffer for its successor.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Refusal::Gone) => {
                     room.conns.remove(to);
                 }
             }
@@ -284,6 +412,40 @@ mod tests {
             hub.relay("s", &did(2), text("3"), t0),
             Err(RelayRefused::RecipientBacklogged(did(2)))
         );
+    }
+
+    #[test]
+    fn a_syncing_connection_gets_its_backlog_before_what_arrived_meanwhile() {
+        let hub = Hub::new(HubLimits::default());
+        let t0 = Instant::now();
+        let mut reg = hub.connect_syncing("s", &did(2), t0);
+        assert_eq!(
+            hub.deliver_local("s", &did(2), text("new")),
+            Some(Ok(Delivery::Sent))
+        );
+        assert!(reg.rx.try_recv().is_err(), "held back until synced");
+        hub.synced("s", &did(2), reg.id, vec![text("old1"), text("old2")]);
+        for want in ["old1", "old2", "new"] {
+            assert_eq!(reg.rx.try_recv().unwrap(), Outbound::Text(text(want)));
+        }
+        assert_eq!(
+            hub.deliver_local("s", &did(2), text("later")),
+            Some(Ok(Delivery::Sent))
+        );
+        assert_eq!(reg.rx.try_recv().unwrap(), Outbound::Text(text("later")));
+        assert_eq!(hub.deliver_local("s", &did(3), text("x")), None);
+    }
+
+    #[test]
+    fn a_member_that_connected_elsewhere_is_closed_here() {
+        let hub = Hub::new(HubLimits::default());
+        let t0 = Instant::now();
+        let mut reg = hub.connect("s", &did(2), t0);
+        assert_eq!(hub.members(), vec![("s".to_owned(), did(2).to_string())]);
+        hub.replaced_elsewhere("s", did(2).as_str());
+        assert_eq!(reg.rx.try_recv().unwrap(), Outbound::Replaced);
+        assert!(hub.members().is_empty());
+        assert!(!hub.disconnect("s", &did(2), reg.id));
     }
 
     #[test]

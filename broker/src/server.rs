@@ -20,13 +20,15 @@ use crate::relay::{Hub, HubLimits};
 use crate::schemas::Schemas;
 use crate::signal;
 use crate::state::State;
-use crate::store::{MemoryStore, RedisStore, SessionStore, StoreError};
+use crate::store::{BusEvent, BusLimits, MemoryStore, RedisStore, SessionStore, StoreError};
 use crate::verify::VerifyPool;
 
 /// How long one presentation check may take, queueing included.
 const VERIFY_DEADLINE: Duration = Duration::from_secs(10);
 /// How long Redis gets to answer one command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often buffers are swept and presence claims refreshed.
+const SWEEP: Duration = Duration::from_secs(10);
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ pub struct Running {
     domain: String,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The signaling bus listener (several replicas only).
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -168,10 +172,19 @@ impl Broker {
         let did = key.did();
         let c = &self.config;
         let domain = c.domain.clone().unwrap_or_else(|| did.to_string());
-        let rng = self
+        let mut rng = self
             .rng
             .take()
             .unwrap_or_else(|| crate::state::Rand(Box::new(StdRng::from_entropy())));
+        let mut replica = [0u8; 8];
+        rng.0.fill_bytes(&mut replica);
+        let replica: String = replica.iter().map(|b| format!("{b:02x}")).collect();
+        // A replica's claim on a connection outlives three sweeps.
+        let bus = store.bus(BusLimits {
+            pending: c.signal.pending,
+            pending_ttl: c.signal.pending_ttl,
+            presence_ttl: SWEEP * 3,
+        });
         let state = web::Data::new(State {
             key,
             did: did.clone(),
@@ -186,6 +199,8 @@ impl Broker {
                 pending: c.signal.pending,
                 pending_ttl: c.signal.pending_ttl,
             }),
+            bus: bus.clone(),
+            replica: replica.clone(),
             metrics: Metrics::default(),
             organizers: c.organizers.clone(),
             ice: IceConfig {
@@ -200,6 +215,41 @@ impl Broker {
             max_body: c.max_body,
             roster_frozen: Notify::new(),
         });
+        let mut listener = None;
+        if let Some(bus) = &bus {
+            // Subscribed before serving, so no message for a member that
+            // connects here can be published to nobody.
+            let weak = Arc::downgrade(&state.clone().into_inner());
+            let deliver: crate::store::Deliver = Arc::new(move |event| {
+                let Some(st) = weak.upgrade() else {
+                    return false;
+                };
+                match event {
+                    BusEvent::Message { session, to, msg } => {
+                        match st.hub.deliver_local_str(&session, &to, Arc::from(msg)) {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, "message from another replica refused");
+                                st.metrics.relay_refused("recipient_backlogged");
+                            }
+                            None => st.metrics.relay_refused("recipient_gone"),
+                        }
+                    }
+                    BusEvent::Replaced { session, did } => {
+                        st.hub.replaced_elsewhere(&session, &did)
+                    }
+                    BusEvent::Resubscribed => {
+                        tokio::spawn(async move { st.reclaim().await });
+                    }
+                }
+                true
+            });
+            listener = Some(
+                bus.listen(&replica, deliver)
+                    .await
+                    .map_err(StartError::Store)?,
+            );
+        }
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let st = app_state.clone();
@@ -233,25 +283,31 @@ impl Broker {
         let server = server.run();
         let handle = server.handle();
         let task = tokio::spawn(server);
-        // Expired signaling buffers are dropped even in idle rooms.
+        // Expired signaling buffers are dropped even in idle rooms, and this
+        // replica's presence claims are kept alive.
         let sweeper = Arc::downgrade(&state.clone().into_inner());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(SWEEP);
             loop {
                 tick.tick().await;
-                match sweeper.upgrade() {
-                    Some(st) => drop(st.hub.sweep(Instant::now())),
-                    None => break,
+                let Some(st) = sweeper.upgrade() else { break };
+                st.hub.sweep(Instant::now());
+                if let Some(bus) = &st.bus {
+                    let members = st.hub.members();
+                    if let Err(e) = bus.refresh(&st.replica, &members).await {
+                        tracing::warn!(error = %crate::error_chain(&e), "could not refresh signaling presence");
+                    }
                 }
             }
         });
-        tracing::info!(%addr, %did, %domain, "mpc-broker listening");
+        tracing::info!(%addr, %did, %domain, replica = %replica, "mpc-broker listening");
         Ok(Running {
             addr,
             did,
             domain,
             handle,
             task,
+            listener,
         })
     }
 }
@@ -328,6 +384,10 @@ impl Running {
     pub async fn stop(self, graceful: bool) {
         self.handle.stop(graceful).await;
         let _ = self.task.await;
+        // Leaves the bus: other replicas then buffer for our members.
+        if let Some(l) = self.listener {
+            l.abort();
+        }
     }
 
     /// Runs until SIGINT/SIGTERM, then stops gracefully.

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::api;
 use crate::problem::Problem;
-use crate::relay::{Outbound, RelayRefused};
+use crate::relay::Outbound;
 use crate::state::State;
 
 /// A token bucket: `rate` per second, up to `burst` saved.
@@ -123,12 +123,17 @@ fn judge(text: &str, me: &Did, roster: &[Did], st: &State) -> Verdict {
             id,
         );
     }
-    let msg = json!({
+    let mut msg = json!({
         "type": v["type"],
         "from": me,
         "to": to,
         "payload": v.get("payload").cloned().unwrap_or_else(|| json!({})),
     });
+    // The sender's message id travels on, so recipients can drop the
+    // duplicates a resend after a reconnect produces.
+    if let Some(id) = id.filter(|i| i.is_string()) {
+        msg["id"] = id.clone();
+    }
     Verdict::Relay {
         to,
         msg: msg.to_string(),
@@ -162,7 +167,7 @@ pub(crate) async fn signal(
         )
     })?;
     let stream = stream.max_frame_size(st.signal.max_frame);
-    let reg = st.hub.connect(&rec.id, &me, Instant::now());
+    let reg = st.attach(&rec.id, &me).await?;
     st.metrics.websocket(1);
     tracing::info!(session = %rec.id, did = %me, "signaling connected");
     let state = st.into_inner();
@@ -201,7 +206,7 @@ async fn run(
                     match msg {
                         Message::Text(text) => {
                             let reply = if bucket.take(Instant::now()) {
-                                handle_text(&st, &session_id, &me, &roster, &text)
+                                handle_text(&st, &session_id, &me, &roster, &text).await
                             } else {
                                 st.metrics.relay_refused("rate_limited");
                                 Some(error_frame("rate_limited", &format!(
@@ -249,14 +254,14 @@ async fn run(
             }
         }
     };
-    st.hub.disconnect(&session_id, &me, reg.id);
+    st.detach(&session_id, &me, reg.id).await;
     st.metrics.websocket(-1);
     tracing::info!(session = %session_id, did = %me, "signaling disconnected");
     let _ = session.close(close).await;
 }
 
 /// Handles one text frame; returns an error frame for the sender, if any.
-fn handle_text(
+async fn handle_text(
     st: &State,
     session_id: &str,
     me: &Did,
@@ -268,25 +273,16 @@ fn handle_text(
             st.metrics.relay_refused(code);
             Some(frame)
         }
-        Verdict::Relay { to, msg } => {
-            match st
-                .hub
-                .relay(session_id, &to, Arc::from(msg), Instant::now())
-            {
-                Ok(_) => {
-                    st.metrics.relayed();
-                    None
-                }
-                Err(e) => {
-                    let code = match e {
-                        RelayRefused::RecipientBacklogged(_) => "recipient_backlogged",
-                        RelayRefused::BufferFull(_) => "recipient_buffer_full",
-                    };
-                    st.metrics.relay_refused(code);
-                    Some(error_frame(code, &e.to_string(), None))
-                }
+        Verdict::Relay { to, msg } => match st.relay(session_id, &to, msg).await {
+            Ok(()) => {
+                st.metrics.relayed();
+                None
             }
-        }
+            Err(e) => {
+                st.metrics.relay_refused(e.code());
+                Some(error_frame(e.code(), e.detail(), None))
+            }
+        },
     }
 }
 

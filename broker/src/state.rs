@@ -16,7 +16,7 @@ use crate::problem::Problem;
 use crate::relay::Hub;
 use crate::schemas::Schemas;
 use crate::session::{FreezeReason, SessionRecord};
-use crate::store::{SessionStore, Stored};
+use crate::store::{BusDelivery, SessionStore, SignalBus, Stored};
 use crate::verify::VerifyPool;
 
 /// How often a roster long-poll looks at the store when no local freeze
@@ -49,6 +49,10 @@ pub(crate) struct State {
     pub(crate) schemas: Schemas,
     pub(crate) pool: VerifyPool,
     pub(crate) hub: Hub,
+    /// Signaling between replicas, when the store is shared.
+    pub(crate) bus: Option<Arc<dyn SignalBus>>,
+    /// This replica's name on the bus (random per process).
+    pub(crate) replica: String,
     pub(crate) metrics: Metrics,
     pub(crate) organizers: OrganizerPolicy,
     pub(crate) ice: IceConfig,
@@ -198,6 +202,137 @@ impl State {
             }
             let nap = ROSTER_POLL.min(until - now);
             let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+}
+
+/// Why a stamped message was not relayed (each has a stable error code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RelayFailure {
+    /// The recipient is connected but not reading.
+    Backlogged(String),
+    /// The recipient is absent and its buffer is full.
+    BufferFull(String),
+    /// The shared store did not take the message.
+    Store(String),
+}
+
+impl RelayFailure {
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            RelayFailure::Backlogged(_) => "recipient_backlogged",
+            RelayFailure::BufferFull(_) => "recipient_buffer_full",
+            RelayFailure::Store(_) => "store_unavailable",
+        }
+    }
+
+    pub(crate) fn detail(&self) -> &str {
+        match self {
+            RelayFailure::Backlogged(d) | RelayFailure::BufferFull(d) | RelayFailure::Store(d) => d,
+        }
+    }
+}
+
+impl State {
+    /// Relays a stamped message: to the recipient's connection here, else
+    /// (several replicas) over the bus, else into this process's buffer.
+    pub(crate) async fn relay(
+        &self,
+        session: &str,
+        to: &Did,
+        msg: String,
+    ) -> Result<(), RelayFailure> {
+        use crate::relay::RelayRefused;
+        let refused = |e: RelayRefused| match e {
+            RelayRefused::RecipientBacklogged(_) => RelayFailure::Backlogged(e.to_string()),
+            RelayRefused::BufferFull(_) => RelayFailure::BufferFull(e.to_string()),
+        };
+        let Some(bus) = &self.bus else {
+            return self
+                .hub
+                .relay(session, to, Arc::from(msg), std::time::Instant::now())
+                .map(drop)
+                .map_err(refused);
+        };
+        let msg: Arc<str> = Arc::from(msg);
+        if let Some(local) = self.hub.deliver_local(session, to, msg.clone()) {
+            return local.map(drop).map_err(refused);
+        }
+        match bus
+            .send(session, to.as_str(), &msg, SystemTime::now())
+            .await
+        {
+            Ok(BusDelivery::Published | BusDelivery::Buffered) => Ok(()),
+            Ok(BusDelivery::BufferFull) => Err(refused(RelayRefused::BufferFull(to.clone()))),
+            Err(e) => Err(RelayFailure::Store(format!(
+                "the broker's shared store did not take the message ({}); retry shortly",
+                crate::error_chain(&e)
+            ))),
+        }
+    }
+
+    /// Registers a signaling connection; with several replicas, claims the
+    /// member's presence and queues what waited for it in the store.
+    pub(crate) async fn attach(
+        &self,
+        session: &str,
+        did: &Did,
+    ) -> Result<crate::relay::Registration, Problem> {
+        let now = std::time::Instant::now();
+        let Some(bus) = &self.bus else {
+            return Ok(self.hub.connect(session, did, now));
+        };
+        let reg = self.hub.connect_syncing(session, did, now);
+        match bus
+            .attach(&self.replica, session, did.as_str(), SystemTime::now())
+            .await
+        {
+            Ok(found) => {
+                let backlog = found.pending.into_iter().map(Arc::from).collect();
+                self.hub.synced(session, did, reg.id, backlog);
+                if let Some(prev) = found.previous.filter(|p| *p != self.replica) {
+                    if let Err(e) = bus.replaced(&prev, session, did.as_str()).await {
+                        tracing::warn!(error = %crate::error_chain(&e), "could not tell replica {prev} to close a replaced connection");
+                    }
+                }
+                Ok(reg)
+            }
+            Err(e) => {
+                self.hub.disconnect(session, did, reg.id);
+                Err(Problem::from(e))
+            }
+        }
+    }
+
+    /// Claims every member connected here again and hands them what was
+    /// buffered for them meanwhile (after the store lost our inbox).
+    pub(crate) async fn reclaim(&self) {
+        let Some(bus) = &self.bus else { return };
+        for (session, did) in self.hub.members() {
+            match bus
+                .attach(&self.replica, &session, &did, SystemTime::now())
+                .await
+            {
+                Ok(found) => {
+                    for msg in found.pending {
+                        let _ = self.hub.deliver_local_str(&session, &did, Arc::from(msg));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "could not reclaim a signaling presence; the next refresh tries again");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Unregisters a signaling connection (and its presence, if still ours).
+    pub(crate) async fn detach(&self, session: &str, did: &Did, id: u64) {
+        let current = self.hub.disconnect(session, did, id);
+        if let (true, Some(bus)) = (current, &self.bus) {
+            if let Err(e) = bus.detach(&self.replica, session, did.as_str()).await {
+                tracing::warn!(error = %crate::error_chain(&e), "could not clear a signaling presence; it expires by itself");
+            }
         }
     }
 }

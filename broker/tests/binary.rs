@@ -127,3 +127,81 @@ fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--wait-for-store S`: the broker keeps trying an unreachable Redis for S
+/// seconds, serves as soon as Redis comes up, and otherwise exits non-zero.
+#[test]
+fn with_wait_for_store_it_waits_for_redis_then_serves_or_gives_up() {
+    let dir = TempDir::new("bin3");
+    // Nobody ever listens here: the wait runs out.
+    let started = Instant::now();
+    let out = broker()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--wait-for-store",
+            "2",
+            "--redis-url",
+        ])
+        .arg(format!("redis://127.0.0.1:{}/", free_port()))
+        .arg("--key")
+        .arg(dir.0.join("k.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it did not wait"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session store is unreachable"), "{err}");
+    // Redis comes up during the wait: the broker serves.
+    let redis_port = free_port();
+    let port = free_port();
+    let mut child = broker()
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--wait-for-store",
+            "30",
+        ])
+        .arg("--redis-url")
+        .arg(format!("redis://127.0.0.1:{redis_port}/"))
+        .arg("--key")
+        .arg(dir.0.join("k2.json"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough for several failed attempts (one every 0.5 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it gave up instead of waiting"
+    );
+    let _redis = common::RedisServer::start_on_port(redis_port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mpc-broker did not come up after Redis did"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}

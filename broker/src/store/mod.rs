@@ -6,11 +6,17 @@
 //! and [`RedisStore`], for several replicas) have the same semantics and are
 //! tested by the same suite. All session logic lives above it, in pure code
 //! ([`crate::session`]), and is written against these three operations.
+//!
+//! A store that several replicas share also carries signaling between
+//! them: [`SessionStore::bus`] hands out a [`SignalBus`] (Redis: presence
+//! keys, a pending list per absent member, and one pub/sub inbox channel per
+//! replica). The in-memory store has none: its one process is the only replica.
 
 mod memory;
 mod redis;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 
@@ -81,4 +87,135 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks the store answers (for `/healthz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Signaling between replicas that share this store; `None` when this
+    /// process is the only replica (the in-memory store).
+    fn bus(&self, limits: BusLimits) -> Option<Arc<dyn SignalBus>> {
+        let _ = limits;
+        None
+    }
+}
+
+/// Bounds of the cross-replica signaling state.
+#[derive(Debug, Clone, Copy)]
+pub struct BusLimits {
+    /// Messages kept per member that no replica has connected.
+    pub pending: usize,
+    /// How long such a message waits.
+    pub pending_ttl: Duration,
+    /// How long a replica's claim to a member's connection lasts unless it is
+    /// refreshed (a replica that dies loses its members after this).
+    pub presence_ttl: Duration,
+}
+
+/// How a message sent over the bus went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusDelivery {
+    /// Published to the replica the recipient is connected to.
+    Published,
+    /// No replica has the recipient: kept until it connects.
+    Buffered,
+    /// No replica has the recipient and its pending list is full.
+    BufferFull,
+}
+
+/// What a replica's inbox receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    /// A stamped message for a member connected here.
+    Message {
+        /// Session id.
+        session: String,
+        /// The recipient's DID.
+        to: String,
+        /// The message as relayed.
+        msg: String,
+    },
+    /// The member connected to another replica; close its connection here.
+    Replaced {
+        /// Session id.
+        session: String,
+        /// The member's DID.
+        did: String,
+    },
+    /// The inbox was lost (the store restarted) and is subscribed again:
+    /// presence claims may have been dropped meanwhile, so the replica must
+    /// claim its members again (and take what was buffered for them).
+    Resubscribed,
+}
+
+/// What connecting a member to a replica found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    /// The replica that had the member before, if any (it must close its
+    /// connection).
+    pub previous: Option<String>,
+    /// Messages that waited for the member, oldest first.
+    pub pending: Vec<String>,
+}
+
+/// Called for each event of a replica's inbox, in order; returns `false`
+/// once the replica is gone, which stops the listener.
+pub type Deliver = Arc<dyn Fn(BusEvent) -> bool + Send + Sync>;
+
+/// Signaling between broker replicas.
+///
+/// Every member connected anywhere has a presence entry naming its replica
+/// (refreshed while it stays); a message for a member goes to that
+/// replica's inbox, or — when no replica has it, or that replica is gone —
+/// to a bounded pending list the member receives when it connects. Sending
+/// and connecting are each one atomic step in the store, so a message is
+/// either published to a live replica or buffered, never neither.
+pub trait SignalBus: Send + Sync + std::fmt::Debug + 'static {
+    /// Subscribes `replica`'s inbox and returns once it is subscribed;
+    /// afterwards a background task keeps (re)subscribing, across store
+    /// restarts, until `deliver` returns `false` or the task is aborted
+    /// (which unsubscribes: the replica is gone).
+    fn listen<'a>(
+        &'a self,
+        replica: &'a str,
+        deliver: Deliver,
+    ) -> BoxFuture<'a, Result<tokio::task::JoinHandle<()>, StoreError>>;
+
+    /// Sends a stamped message to `to` in `session`.
+    fn send<'a>(
+        &'a self,
+        session: &'a str,
+        to: &'a str,
+        msg: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>>;
+
+    /// Records that `did` is connected to `replica` and takes the messages
+    /// that waited for it.
+    fn attach<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Attached, StoreError>>;
+
+    /// Tells `replica` that `did` connected elsewhere.
+    fn replaced<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Forgets `did`'s presence if `replica` still holds it.
+    fn detach<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Extends `replica`'s presence for these `(session, did)` members.
+    fn refresh<'a>(
+        &'a self,
+        replica: &'a str,
+        members: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }

@@ -3,14 +3,28 @@
 //! Challenges are keys consumed with `DEL` (atomic: exactly one caller sees
 //! 1); sessions are JSON strings replaced by a Lua compare-and-swap, so two
 //! replicas admitting parties to one session at once never lose a member.
+//!
+//! It is also the replicas' [`SignalBus`]: `presence:<session>:<did>` names
+//! the replica a member is connected to, `pending:<session>:<did>` holds
+//! messages for a member no replica has, and each replica reads its own
+//! pub/sub channel `inbox:<replica>`. Sending (publish to the member's
+//! replica, or buffer when there is none or nobody listens there) and
+//! attaching (claim the presence, take the pending list) are Lua scripts, so
+//! each is atomic against the other.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
+use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
 
-use super::{SessionStore, StoreError, Stored};
+use super::{
+    Attached, BusDelivery, BusEvent, BusLimits, Deliver, SessionStore, SignalBus, StoreError,
+    Stored,
+};
 
 const CAS: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -20,13 +34,59 @@ end
 return 0
 ";
 
-/// Redis-backed [`SessionStore`].
+// KEYS: presence, pending. ARGV: inbox channel prefix, envelope, pending
+// entry, pending bound, pending ttl (ms). A presence whose inbox nobody
+// reads (its replica died) is dropped and the message buffered instead.
+const SEND: &str = r"
+local r = redis.call('GET', KEYS[1])
+if r then
+  if redis.call('PUBLISH', ARGV[1] .. r, ARGV[2]) > 0 then return 1 end
+  redis.call('DEL', KEYS[1])
+end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 0
+";
+
+// KEYS: presence, pending. ARGV: replica, presence ttl (ms).
+const ATTACH: &str = r"
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local p = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+return {old or '', p}
+";
+
+// KEYS: presence. ARGV: replica, ttl (ms; 0 deletes).
+const IF_MINE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+  return 1
+end
+return 0
+";
+
+/// How a replica's inbox carries events (the store's own wire format).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "lowercase")]
+enum Envelope {
+    Message { s: String, d: String, m: String },
+    Replaced { s: String, d: String },
+}
+
+/// Redis-backed [`SessionStore`] and [`SignalBus`].
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
     cas: Script,
+    send: Script,
+    attach: Script,
+    if_mine: Script,
+    limits: Option<BusLimits>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -53,10 +113,15 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout(timeout))?
             .map_err(StoreError::Redis)?;
         let store = RedisStore {
+            client,
             conn,
             prefix: prefix.to_owned(),
             timeout,
             cas: Script::new(CAS),
+            send: Script::new(SEND),
+            attach: Script::new(ATTACH),
+            if_mine: Script::new(IF_MINE),
+            limits: None,
         };
         store.ping().await?;
         Ok(store)
@@ -64,6 +129,28 @@ impl RedisStore {
 
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
+    }
+
+    fn member_key(&self, kind: &str, session: &str, did: &str) -> String {
+        format!("{}{kind}:{session}:{did}", self.prefix)
+    }
+
+    fn inbox_prefix(&self) -> String {
+        format!("{}inbox:", self.prefix)
+    }
+
+    fn bus_limits(&self) -> BusLimits {
+        self.limits.unwrap_or(BusLimits {
+            pending: 64,
+            pending_ttl: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(30),
+        })
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, StoreError> {
+        let mut pubsub = self.run(self.client.get_async_pubsub()).await?;
+        self.run(pubsub.subscribe(channel)).await?;
+        Ok(pubsub)
     }
 
     async fn run<T>(
@@ -79,6 +166,38 @@ impl RedisStore {
 
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Reads inbox envelopes until the subscription ends; `false` when the
+/// replica is gone.
+async fn pump(pubsub: redis::aio::PubSub, deliver: &Deliver) -> bool {
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        let Ok(text) = msg.get_payload::<String>() else {
+            continue;
+        };
+        let event = match serde_json::from_str::<Envelope>(&text) {
+            Ok(Envelope::Message { s, d, m }) => BusEvent::Message {
+                session: s,
+                to: d,
+                msg: m,
+            },
+            Ok(Envelope::Replaced { s, d }) => BusEvent::Replaced { session: s, did: d },
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable signaling envelope from Redis dropped");
+                continue;
+            }
+        };
+        if !deliver(event) {
+            return false;
+        }
+    }
+    true
 }
 
 impl SessionStore for RedisStore {
@@ -174,6 +293,187 @@ impl SessionStore for RedisStore {
             self.run(redis::cmd("PING").query_async::<String>(&mut c))
                 .await
                 .map(drop)
+        })
+    }
+
+    fn bus(&self, limits: BusLimits) -> Option<Arc<dyn SignalBus>> {
+        let mut bus = self.clone();
+        bus.limits = Some(limits);
+        Some(Arc::new(bus))
+    }
+}
+
+impl SignalBus for RedisStore {
+    fn listen<'a>(
+        &'a self,
+        replica: &'a str,
+        deliver: Deliver,
+    ) -> BoxFuture<'a, Result<tokio::task::JoinHandle<()>, StoreError>> {
+        Box::pin(async move {
+            let channel = format!("{}{replica}", self.inbox_prefix());
+            let first = self.subscribe(&channel).await?;
+            let bus = self.clone();
+            Ok(tokio::spawn(async move {
+                let mut pubsub = Some(first);
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    if let Some(p) = pubsub.take() {
+                        backoff = Duration::from_millis(100);
+                        if !pump(p, &deliver).await {
+                            return;
+                        }
+                        tracing::warn!("lost the Redis signaling subscription; resubscribing");
+                    }
+                    match bus.subscribe(&channel).await {
+                        Ok(p) => {
+                            tracing::info!("Redis signaling subscription restored");
+                            if !deliver(BusEvent::Resubscribed) {
+                                return;
+                            }
+                            pubsub = Some(p);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %crate::error_chain(&e), "Redis still unreachable");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            }))
+        })
+    }
+
+    fn send<'a>(
+        &'a self,
+        session: &'a str,
+        to: &'a str,
+        msg: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>> {
+        Box::pin(async move {
+            let limits = self.bus_limits();
+            let envelope = serde_json::to_string(&Envelope::Message {
+                s: session.to_owned(),
+                d: to.to_owned(),
+                m: msg.to_owned(),
+            })
+            .unwrap_or_default();
+            let mut c = self.conn.clone();
+            let outcome: i64 = self
+                .run(
+                    self.send
+                        .key(self.member_key("presence", session, to))
+                        .key(self.member_key("pending", session, to))
+                        .arg(self.inbox_prefix())
+                        .arg(envelope)
+                        .arg(format!("{}:{msg}", unix_ms(now)))
+                        .arg(limits.pending)
+                        .arg(millis(limits.pending_ttl))
+                        .invoke_async(&mut c),
+                )
+                .await?;
+            Ok(match outcome {
+                1 => BusDelivery::Published,
+                0 => BusDelivery::Buffered,
+                _ => BusDelivery::BufferFull,
+            })
+        })
+    }
+
+    fn attach<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<Attached, StoreError>> {
+        Box::pin(async move {
+            let limits = self.bus_limits();
+            let mut c = self.conn.clone();
+            let (old, pending): (String, Vec<String>) = self
+                .run(
+                    self.attach
+                        .key(self.member_key("presence", session, did))
+                        .key(self.member_key("pending", session, did))
+                        .arg(replica)
+                        .arg(millis(limits.presence_ttl))
+                        .invoke_async(&mut c),
+                )
+                .await?;
+            let oldest = unix_ms(now).saturating_sub(millis(limits.pending_ttl));
+            let pending = pending
+                .into_iter()
+                .filter_map(|entry| {
+                    let (at, msg) = entry.split_once(':')?;
+                    (at.parse::<u64>().ok()? >= oldest).then(|| msg.to_owned())
+                })
+                .collect();
+            Ok(Attached {
+                previous: (!old.is_empty()).then_some(old),
+                pending,
+            })
+        })
+    }
+
+    fn replaced<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let envelope = serde_json::to_string(&Envelope::Replaced {
+                s: session.to_owned(),
+                d: did.to_owned(),
+            })
+            .unwrap_or_default();
+            let mut c = self.conn.clone();
+            let channel = format!("{}{replica}", self.inbox_prefix());
+            self.run(c.publish::<_, _, i64>(channel, envelope))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn detach<'a>(
+        &'a self,
+        replica: &'a str,
+        session: &'a str,
+        did: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            self.run(
+                self.if_mine
+                    .key(self.member_key("presence", session, did))
+                    .arg(replica)
+                    .arg(0)
+                    .invoke_async::<i64>(&mut c),
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        replica: &'a str,
+        members: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ttl = millis(self.bus_limits().presence_ttl);
+            for (session, did) in members {
+                let mut c = self.conn.clone();
+                self.run(
+                    self.if_mine
+                        .key(self.member_key("presence", session, did))
+                        .arg(replica)
+                        .arg(ttl)
+                        .invoke_async::<i64>(&mut c),
+                )
+                .await?;
+            }
+            Ok(())
         })
     }
 }

@@ -4,10 +4,14 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+pub mod redis;
+pub mod ws;
+
+#[allow(unused_imports)]
+pub use redis::{free_port, RedisServer, TempDir};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::clock::ManualClock;
 use broker::{Broker, BrokerConfig, OrganizerPolicy, RedisStore, Running, SessionStore};
@@ -23,107 +27,6 @@ pub enum StoreKind {
     Redis,
 }
 
-/// A `redis-server` child process on a free loopback port, killed on drop.
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-    _dir: TempDir,
-}
-
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let n = std::sync::atomic::AtomicU64::new(0);
-        let _ = n;
-        let p = std::env::temp_dir().join(format!(
-            "mpc-broker-test-{tag}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl RedisServer {
-    /// Starts `redis-server` (which `scripts/test.sh` installs when missing)
-    /// and waits until it answers PING.
-    pub fn start() -> Self {
-        let dir = TempDir::new("redis");
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it with apt-get)");
-        let server = RedisServer {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                use std::io::{Read, Write};
-                s.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
-                if s.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 7];
-                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        return server;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A broker under test with the people around it.
 pub struct Env {
     pub broker: Option<Running>,
@@ -135,6 +38,9 @@ pub struct Env {
     pub organizer: Keypair,
     pub issuer: Keypair,
     pub redis: Option<RedisServer>,
+    /// What started this broker, for [`Env::replica`].
+    config: BrokerConfig,
+    redis_url: Option<String>,
 }
 
 pub fn key(n: u8) -> Keypair {
@@ -155,6 +61,18 @@ impl Env {
     }
 
     pub async fn start_with(kind: StoreKind, tweak: impl FnOnce(&mut BrokerConfig)) -> Env {
+        let redis = match kind {
+            StoreKind::Memory => None,
+            StoreKind::Redis => Some(RedisServer::start()),
+        };
+        Self::start_on(redis, tweak).await
+    }
+
+    /// A broker on this Redis server (or in memory without one).
+    pub async fn start_on(
+        redis: Option<RedisServer>,
+        tweak: impl FnOnce(&mut BrokerConfig),
+    ) -> Env {
         let organizer = key(200);
         let issuer = key(201);
         let mut config = BrokerConfig {
@@ -171,22 +89,11 @@ impl Env {
         };
         tweak(&mut config);
         let clock = Arc::new(ManualClock::new(now_secs()));
-        let mut b = Broker::new(config)
-            .with_clock(clock.clone())
-            .with_key(key(250));
-        let redis = match kind {
-            StoreKind::Memory => None,
-            StoreKind::Redis => {
-                let r = RedisServer::start();
-                let store = RedisStore::connect(&r.url(), "test:", Duration::from_secs(2))
-                    .await
-                    .unwrap();
-                b = b.with_store(Arc::new(store) as Arc<dyn SessionStore>);
-                Some(r)
-            }
-        };
-        let running = b.start().await.unwrap();
+        let redis_url = redis.as_ref().map(RedisServer::url);
+        let running = Self::launch(&config, clock.clone(), redis_url.as_deref()).await;
         Env {
+            config,
+            redis_url,
             url: running.url(),
             domain: running.domain().to_owned(),
             broker_did: running.did().clone(),
@@ -199,6 +106,46 @@ impl Env {
             organizer,
             issuer,
             redis,
+        }
+    }
+
+    async fn launch(
+        config: &BrokerConfig,
+        clock: Arc<ManualClock>,
+        redis: Option<&str>,
+    ) -> Running {
+        let mut b = Broker::new(config.clone())
+            .with_clock(clock)
+            .with_key(key(250));
+        if let Some(url) = redis {
+            let store = RedisStore::connect(url, "test:", Duration::from_secs(2))
+                .await
+                .unwrap();
+            b = b.with_store(Arc::new(store) as Arc<dyn SessionStore>);
+        }
+        b.start().await.unwrap()
+    }
+
+    /// Another replica of this broker: same key, configuration, clock and
+    /// Redis (it does not own the Redis server).
+    pub async fn replica(&self) -> Env {
+        let url = self
+            .redis_url
+            .as_deref()
+            .expect("replicas share a Redis store");
+        let running = Self::launch(&self.config, self.clock.clone(), Some(url)).await;
+        Env {
+            config: self.config.clone(),
+            redis_url: self.redis_url.clone(),
+            url: running.url(),
+            domain: running.domain().to_owned(),
+            broker_did: running.did().clone(),
+            broker: Some(running),
+            clock: self.clock.clone(),
+            http: self.http.clone(),
+            organizer: key(200),
+            issuer: key(201),
+            redis: None,
         }
     }
 

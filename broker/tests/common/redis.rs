@@ -1,0 +1,140 @@
+//! A real `redis-server` on a free loopback port, and temporary
+//! directories. Self-contained, so the node's tests include this file too
+//! (`#[path]`).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A `redis-server` child process on a free loopback port, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: Option<TempDir>,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let _ = n;
+        let p = std::env::temp_dir().join(format!(
+            "mpc-broker-test-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (which `scripts/test.sh` installs when missing)
+    /// and waits until it answers PING.
+    pub fn start() -> Self {
+        Self::launch(TempDir::new("redis"), free_port(), false)
+    }
+
+    /// A server on a port chosen by the caller.
+    pub fn start_on_port(port: u16) -> Self {
+        Self::launch(TempDir::new("redis"), port, false)
+    }
+
+    /// A server that writes every change to its append-only file before
+    /// answering, so it can be killed and [`restart`](Self::restart)ed
+    /// without losing anything.
+    pub fn start_persistent() -> Self {
+        Self::launch(TempDir::new("redis"), free_port(), true)
+    }
+
+    /// Kills the server (SIGKILL: no chance to save anything more).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(mut self) -> Self {
+        self.kill();
+        let dir = self.dir.take().expect("a server owns its directory");
+        Self::launch(dir, self.port, true)
+    }
+
+    fn launch(dir: TempDir, port: u16, persistent: bool) -> Self {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        if persistent {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it with apt-get)");
+        let server = RedisServer {
+            child,
+            port,
+            dir: Some(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                if s.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                        return server;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
