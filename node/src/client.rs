@@ -3,7 +3,15 @@
 //! The node talks to the broker only over its public API (never through
 //! broker internals), and treats every answer as untrusted input: what the
 //! broker signs is checked in [`crate::checks`].
+//!
+//! It may be given several URLs of one broker (replicas sharing a store):
+//! a request that cannot reach one, or that a load balancer or a replica
+//! answers with 502/503/504, is retried on the next with bounded backoff
+//! for up to [`RETRY_WITHIN`]. Operations built on a single-use challenge
+//! retry as a whole, with a fresh challenge.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use identity::{Cryptosuite, Did, Keypair, PresentationRequest};
@@ -11,6 +19,11 @@ use serde_json::{json, Value};
 
 /// How long one HTTP request may take (long-polls add their wait).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an operation keeps retrying a broker that is unreachable or
+/// temporarily unavailable.
+pub const RETRY_WITHIN: Duration = Duration::from_secs(20);
+/// First and longest pause between retries.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// Why a broker request failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +69,15 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether another try (perhaps on another replica) may succeed.
+    fn transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Refused { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
 }
 
 /// The broker's identity as it states it (checked against signatures later).
@@ -70,7 +92,9 @@ pub struct BrokerInfo {
 /// A broker client.
 #[derive(Debug, Clone)]
 pub struct BrokerClient {
-    base: String,
+    bases: Arc<[String]>,
+    /// The base in use; shared by clones, moved on when one fails.
+    at: Arc<AtomicUsize>,
     http: reqwest::Client,
     info: BrokerInfo,
 }
@@ -92,17 +116,30 @@ impl BrokerClient {
     /// Connects to the broker at `base` (e.g. `http://127.0.0.1:8080`) and
     /// reads its DID and domain.
     pub async fn connect(base: &str) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
+        Self::connect_any(&[base.to_owned()]).await
+    }
+
+    /// Connects to one broker served at several URLs (replicas), using
+    /// the first that answers and the others when it fails.
+    pub async fn connect_any(bases: &[String]) -> Result<Self, ClientError> {
+        let bases: Vec<String> = bases
+            .iter()
+            .map(|b| b.trim_end_matches('/').to_owned())
+            .collect();
+        if bases.is_empty() {
+            return Err(protocol("connect", "no broker URL given"));
+        }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT + Duration::from_secs(api_max_wait()))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|source| ClientError::Unreachable {
-                url: base.clone(),
+                url: bases[0].clone(),
                 source,
             })?;
         let mut c = BrokerClient {
-            base,
+            bases: bases.into(),
+            at: Arc::new(AtomicUsize::new(0)),
             http,
             info: BrokerInfo {
                 did: Keypair::from_seed(&[0; 32]).did(),
@@ -122,9 +159,31 @@ impl BrokerClient {
         &self.info
     }
 
-    /// The base URL.
+    /// The base URL in use.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[self.at.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or [`RETRY_WITHIN`]
+    /// passes; after each transient failure the next base URL is used.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let until = tokio::time::Instant::now() + RETRY_WITHIN;
+        let mut pause = BACKOFF.0;
+        loop {
+            match op().await {
+                Err(e) if e.transient() && tokio::time::Instant::now() + pause < until => {
+                    tracing::debug!(base = self.base(), error = %e, "broker request failed; trying again");
+                    self.at.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BACKOFF.1);
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn send(
@@ -141,14 +200,17 @@ impl BrokerClient {
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
-                url: self.base.clone(),
+                url: self.base().to_owned(),
                 source,
             })?;
         let status = resp.status().as_u16();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| protocol(what, format!("body is not JSON: {e}")))?;
+        let body: Value = match resp.json().await {
+            Ok(b) => b,
+            // A load balancer's own error page is not the API, but it is
+            // its word that the replica behind it is down.
+            Err(_) if matches!(status, 502..=504) => Value::Null,
+            Err(e) => return Err(protocol(what, format!("body is not JSON: {e}"))),
+        };
         if status >= 400 {
             return Err(ClientError::Refused {
                 status,
@@ -159,16 +221,28 @@ impl BrokerClient {
         Ok(body)
     }
 
+    /// A GET, retried (GETs are idempotent).
     async fn get(
         &self,
         path: &str,
         token: Option<&str>,
         what: &'static str,
     ) -> Result<Value, ClientError> {
-        self.send(self.http.get(format!("{}{path}", self.base)), token, what)
+        self.retrying(move || self.get_once(path, token, what))
             .await
     }
 
+    async fn get_once(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base())), token, what)
+            .await
+    }
+
+    /// A POST, not retried here: callers retry whole operations.
     async fn post(
         &self,
         path: &str,
@@ -177,7 +251,7 @@ impl BrokerClient {
         what: &'static str,
     ) -> Result<Value, ClientError> {
         self.send(
-            self.http.post(format!("{}{path}", self.base)).json(body),
+            self.http.post(format!("{}{path}", self.base())).json(body),
             token,
             what,
         )
@@ -216,12 +290,15 @@ impl BrokerClient {
 
     /// Authenticates `key`'s DID; returns an access token.
     pub async fn authenticate(&self, key: &Keypair) -> Result<String, ClientError> {
-        let c = self.challenge(None).await?;
-        let vp = self.presentation(key, &[], c)?;
-        let v = self
-            .post("/v1/auth/token", &vp, None, "POST /v1/auth/token")
-            .await?;
-        Ok(str_field(&v, "accessToken", "POST /v1/auth/token")?.to_owned())
+        self.retrying(move || async move {
+            let c = self.challenge(None).await?;
+            let vp = self.presentation(key, &[], c)?;
+            let v = self
+                .post("/v1/auth/token", &vp, None, "POST /v1/auth/token")
+                .await?;
+            Ok(str_field(&v, "accessToken", "POST /v1/auth/token")?.to_owned())
+        })
+        .await
     }
 
     /// Publishes an organizer-signed manifest; returns the publication.
@@ -252,14 +329,19 @@ impl BrokerClient {
         key: &Keypair,
         creds: &[Value],
     ) -> Result<Value, ClientError> {
-        let c = self.challenge(Some(id)).await?;
-        let vp = self.presentation(key, creds, c)?;
-        self.post(
-            &format!("/v1/sessions/{id}/join"),
-            &vp,
-            None,
-            "POST /v1/sessions/{id}/join",
-        )
+        // Joining twice is harmless, so a join whose answer was lost is
+        // simply made again with a new challenge.
+        self.retrying(move || async move {
+            let c = self.challenge(Some(id)).await?;
+            let vp = self.presentation(key, creds, c)?;
+            self.post(
+                &format!("/v1/sessions/{id}/join"),
+                &vp,
+                None,
+                "POST /v1/sessions/{id}/join",
+            )
+            .await
+        })
         .await
     }
 
@@ -310,17 +392,30 @@ impl BrokerClient {
         .await
     }
 
-    /// The signaling WebSocket URL of a session.
+    /// The signaling WebSocket URL of a session (on the base in use).
     pub fn signal_url(&self, id: &str) -> String {
-        let ws = if let Some(rest) = self.base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = self.base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            self.base.clone()
-        };
-        format!("{ws}/v1/sessions/{id}/signal")
+        ws_url(self.base(), id)
     }
+
+    /// The session's signaling URL on every base, the one in use first.
+    pub fn signal_urls(&self, id: &str) -> Vec<String> {
+        let n = self.bases.len();
+        let at = self.at.load(Ordering::Relaxed);
+        (0..n)
+            .map(|k| ws_url(&self.bases[(at + k) % n], id))
+            .collect()
+    }
+}
+
+fn ws_url(base: &str, id: &str) -> String {
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{ws}/v1/sessions/{id}/signal")
 }
 
 /// The broker's longest long-poll (seconds).

@@ -103,8 +103,9 @@ impl Progress for Quiet {
 /// What a join needs.
 #[derive(Debug)]
 pub struct JoinRequest {
-    /// Broker URL.
-    pub broker: String,
+    /// Broker URLs: one, or several replicas of one broker (tried in turn
+    /// when one fails).
+    pub brokers: Vec<String>,
     /// Session id.
     pub session: String,
     /// This party's key.
@@ -171,7 +172,7 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
     let me = req.key.did();
     let client = ph
         .run(P::Connect, STEP, async {
-            let c = BrokerClient::connect(&req.broker)
+            let c = BrokerClient::connect_any(&req.brokers)
                 .await
                 .map_err(|e| JoinError::new(P::Connect, crate::cli::error_chain(&e)))?;
             let note = format!("broker {}", c.info().did);
@@ -269,9 +270,14 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
                 .map_err(|e| JoinError::new(P::Mesh, crate::cli::error_chain(&e)))?;
             let mut config = req.mesh.clone();
             config.ice_servers.extend(parse_ice(&ice));
-            let sig = signaling::connect(&client.signal_url(&req.session), &token)
-                .await
-                .map_err(|e| JoinError::new(P::Mesh, e))?;
+            let sig = signaling::connect_with(signaling::Options {
+                urls: client.signal_urls(&req.session),
+                token,
+                peers: parties.iter().filter(|d| **d != me).cloned().collect(),
+                reconnect_within: crate::client::RETRY_WITHIN,
+            })
+            .await
+            .map_err(|e| JoinError::new(P::Mesh, e))?;
             let mut bridged = bridge(sig, mesh_roster.clone());
             let mesh = mesh::connect(&req.key, &mesh_roster, &config, &mut bridged)
                 .await

@@ -5,76 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use identity::{CredentialRequest, Cryptosuite, Keypair};
+use common::procs::{finish, join_process, parties, tempdir, Party};
+use identity::Keypair;
 use node::client::BrokerClient;
 use serde_json::{json, Value};
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mpc-node-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Waits for a child with a deadline; kills it if it overruns.
-fn finish(mut child: Child, within: Duration) -> (Option<i32>, Value, String) {
-    let deadline = Instant::now() + within;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.code(),
-        stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-struct Party {
-    key: Keypair,
-    key_file: PathBuf,
-    credential_file: PathBuf,
-}
-
-fn parties(dir: &Path, issuer: &Keypair, n: usize) -> Vec<Party> {
-    (0..n)
-        .map(|i| {
-            let key = Keypair::from_seed(&[i as u8 + 1; 32]);
-            let key_file = dir.join(format!("p{i}.json"));
-            identity::keyfile::write(&key_file, &key).unwrap();
-            let vc = identity::issue_credential(
-                issuer,
-                &CredentialRequest {
-                    id: None,
-                    subject: key.did(),
-                    types: vec!["MpcParticipantCredential".into()],
-                    claims: serde_json::Map::new(),
-                    valid_from: SystemTime::now() - Duration::from_secs(60),
-                    valid_until: None,
-                    suite: Cryptosuite::EddsaJcs2022,
-                    created: SystemTime::now(),
-                },
-            )
-            .unwrap();
-            let credential_file = dir.join(format!("c{i}.json"));
-            std::fs::write(&credential_file, vc.to_string()).unwrap();
-            Party {
-                key,
-                key_file,
-                credential_file,
-            }
-        })
-        .collect()
-}
 
 /// A published session with one running `mpc-node join` process per party.
 struct Running {
@@ -106,33 +43,7 @@ async fn start(name: &str, program: &str, inputs: &[Vec<i64>]) -> Running {
     let children: Vec<Child> = ps
         .iter()
         .zip(inputs)
-        .map(|(p, inp)| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpc-node"));
-            cmd.args([
-                "join",
-                "--broker",
-                &broker.url(),
-                "--session",
-                &id,
-                "--json",
-                "--udp",
-                "127.0.0.1:0",
-                "--wait",
-                "60",
-            ])
-            .arg("--key")
-            .arg(&p.key_file)
-            .arg("--credential")
-            .arg(&p.credential_file)
-            .args(["--organizer", organizer.did().as_str()]);
-            for x in inp {
-                cmd.args(["--input", &x.to_string()]);
-            }
-            cmd.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|(p, inp)| join_process(&broker.url(), &id, p, &organizer, inp, 60))
         .collect();
     Running {
         broker,

@@ -164,7 +164,7 @@ async fn demo(a: DemoArgs) -> Result<Outcome, CliError> {
     for (i, (key, vc)) in parties.into_iter().zip(credentials).enumerate() {
         let inputs = inputs_for(&a.program, &mut rng);
         let req = JoinRequest {
-            broker: broker.url(),
+            brokers: vec![broker.url()],
             session: id.clone(),
             key,
             credentials: vec![vc],

@@ -14,9 +14,11 @@ use crate::mesh::MeshConfig;
 
 #[derive(Debug, Args)]
 pub(crate) struct JoinArgs {
-    /// The broker's URL, e.g. https://broker.example.org.
-    #[arg(long)]
-    broker: String,
+    /// The broker's URL, e.g. https://broker.example.org; repeat it (or
+    /// separate with commas) for several replicas of one broker, tried in
+    /// turn when one fails.
+    #[arg(long, required = true, value_delimiter = ',')]
+    broker: Vec<String>,
     /// The session id the organizer gave you.
     #[arg(long)]
     session: String,
@@ -60,7 +62,7 @@ pub(crate) fn run(a: JoinArgs) -> Result<Outcome, CliError> {
         mesh.udp_addrs = a.udp.clone();
     }
     let req = JoinRequest {
-        broker: a.broker,
+        brokers: a.broker,
         session: a.session,
         key,
         credentials,

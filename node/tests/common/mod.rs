@@ -2,6 +2,10 @@
 //! port 0, and organizer-signed manifests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod procs;
+#[path = "../../../broker/tests/common/redis.rs"]
+pub mod redis;
+
 use std::time::{Duration, SystemTime};
 
 use identity::Keypair;
