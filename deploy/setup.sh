@@ -16,7 +16,8 @@
 # Keys are kept when they exist (a re-run reuses them); credentials and the session are new.
 # The seeds are public: these identities are for demos only, never for real sessions.
 #
-# mpc-node is $MPC_NODE, else `mpc-node` on PATH.
+# mpc-node is $MPC_NODE, else `mpc-node` on PATH. ICE_POLICY=relay publishes the session
+# relay-only (every channel through the TURN server); the default is "all".
 set -euo pipefail
 
 node=${MPC_NODE:-mpc-node}
@@ -106,7 +107,7 @@ publish() {
   "threshold": 1,
   "joinDeadline": "$(at 600)",
   "expires": "$(at 1800)",
-  "ice": "all"
+  "ice": "${ICE_POLICY:-all}"
 }
 EOF
     local out id

@@ -18,6 +18,8 @@
 # MPC_BIN_DIR: a directory holding mpc-broker and mpc-node (default: build them with cargo
 # and use target/debug). CLUSTER_TIMEOUT: seconds the parties may take (default 150).
 # CLUSTER_KEEP=1 keeps the temporary directory (logs, keys) for inspection.
+# CLUSTER_ICE=relay publishes the session relay-only ("ice": "relay"): every channel then
+# runs through coturn, and the script checks that coturn relayed it.
 # Needs redis-server, nginx and turnserver (Debian: redis-server, nginx, coturn;
 # scripts/test.sh installs them) and python3 (free ports). Only 127.0.0.1 is used.
 set -euo pipefail
@@ -281,7 +283,7 @@ lb=http://127.0.0.1:$lb_port
 say "nginx load balancer on $lb"
 
 # ---- the session (deploy/setup.sh publish), published through the load balancer
-timeout --foreground 60 bash deploy/setup.sh publish "$lb" "$tmp/data" 2>"$tmp/logs/setup-publish.log" \
+ICE_POLICY=${CLUSTER_ICE:-all} timeout --foreground 60 bash deploy/setup.sh publish "$lb" "$tmp/data" 2>"$tmp/logs/setup-publish.log" \
     || die "deploy/setup.sh publish through $lb failed"
 session=$(tr -d '\n' <"$tmp/data/session.id")
 say "session $session published; ${#PARTIES[@]} parties join through $lb"
@@ -382,4 +384,10 @@ say "requests through the load balancer: broker1 $n1 ($(sockets "$b1_port") sign
 allocs=$(grep -c 'ALLOCATE processed, success' "$tmp/logs/coturn.log" || true)
 [ "$allocs" -gt 0 ] || die "no TURN allocation succeeded on coturn: it did not accept the brokers' TURN credentials"
 say "coturn: $allocs TURN allocations with broker-issued credentials"
+if [ "${CLUSTER_ICE:-all}" = relay ]; then
+    # Relay-only: every pair's channel needs a permission on coturn for the other's relay.
+    perms=$(grep -c 'CREATE_PERMISSION processed, success' "$tmp/logs/coturn.log" || true)
+    [ "$perms" -gt 0 ] || die "the session is relay-only, but coturn created no permission: the channels did not run through TURN"
+    say "coturn: relay-only session, $perms permissions created for relayed channels"
+fi
 say "ok: ${#PARTIES[@]} parties, one session ($session), one roster, sum $EXPECTED_SUM of ${#PARTIES[@]} inputs"

@@ -270,6 +270,7 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
                 .map_err(|e| JoinError::new(P::Mesh, crate::cli::error_chain(&e)))?;
             let mut config = req.mesh.clone();
             config.ice_servers.extend(parse_ice(&ice));
+            config.relay_only = session.manifest.ice == identity::session::IcePolicy::Relay;
             let sig = signaling::connect_with(signaling::Options {
                 urls: client.signal_urls(&req.session),
                 token,

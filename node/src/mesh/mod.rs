@@ -88,8 +88,11 @@ impl MeshRoster {
 /// Mesh settings. [`Default`] suits the internet; tests bind loopback only.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
-    /// STUN/TURN servers (host candidates are always gathered).
+    /// STUN/TURN servers (host candidates are gathered too, unless `relay_only`).
     pub ice_servers: Vec<IceServer>,
+    /// Use TURN relay candidates only (the manifest's `"ice": "relay"`): parties then never
+    /// learn each other's addresses, and a session without a TURN server cannot start.
+    pub relay_only: bool,
     /// Local UDP addresses to bind, one socket per address and peer connection. A wildcard
     /// (`0.0.0.0:0`) binds every non-loopback interface; `127.0.0.1:0` binds loopback only.
     pub udp_addrs: Vec<String>,
@@ -124,6 +127,7 @@ impl Default for MeshConfig {
     fn default() -> Self {
         MeshConfig {
             ice_servers: Vec::new(),
+            relay_only: false,
             udp_addrs: vec!["0.0.0.0:0".into()],
             phase_timeout: Duration::from_secs(15),
             recv_timeout: Duration::from_secs(60),
@@ -253,6 +257,20 @@ pub async fn connect(
     signaling: &mut Signaling,
 ) -> Result<Mesh, MeshError> {
     let me = check_roster(keypair, roster)?;
+    if config.relay_only
+        && !config
+            .ice_servers
+            .iter()
+            .flat_map(|s| &s.urls)
+            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+    {
+        return Err(MeshError::Config(
+            "the manifest allows relayed connections only (\"ice\": \"relay\"), but no TURN \
+             server is configured: the broker operator must configure one (--turn and \
+             --turn-secret)"
+                .into(),
+        ));
+    }
     peer::connect_all(keypair, roster, me, config, signaling, SystemTime::now()).await
 }
 
@@ -343,6 +361,29 @@ mod tests {
                 ..r
             })
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_relay_only_session_without_a_turn_server_is_refused_before_any_connection() {
+        let r = roster();
+        let (out, _keep) = mpsc::channel(1);
+        let (_tx, inbound) = mpsc::channel(1);
+        let mut sig = Signaling {
+            outbound: out,
+            inbound,
+        };
+        let config = MeshConfig {
+            relay_only: true,
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:127.0.0.1:3478".into()],
+                ..Default::default()
+            }],
+            ..MeshConfig::default()
+        };
+        let e = connect(&Keypair::from_seed(&[2; 32]), &r, &config, &mut sig)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no TURN server"), "{e}");
     }
 
     #[test]

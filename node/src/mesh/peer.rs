@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use futures::future::try_join_all;
 use identity::Keypair;
 use rtc::peer_connection::certificate::CertificateParams;
+use rtc::peer_connection::configuration::RTCIceTransportPolicy;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -151,6 +152,11 @@ async fn build_pair(
                 .collect(),
         )
         .with_certificates(vec![cert.clone()])
+        .with_ice_transport_policy(if config.relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        })
         .build();
     let (cand_tx, cand_rx) = mpsc::channel(LOCAL_CANDIDATES);
     let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
