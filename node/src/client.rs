@@ -22,6 +22,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an operation keeps retrying a broker that is unreachable or
 /// temporarily unavailable.
 pub const RETRY_WITHIN: Duration = Duration::from_secs(20);
+/// How long the first contact with a broker keeps trying.
+const FIRST_CONTACT_WITHIN: Duration = Duration::from_secs(3);
 /// First and longest pause between retries.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
@@ -146,7 +148,12 @@ impl BrokerClient {
                 domain: String::new(),
             },
         };
-        let v = c.get("/v1/broker", None, "GET /v1/broker").await?;
+        // First contact gives up sooner: a wrong URL should not keep a person waiting.
+        let v = c
+            .retrying_for(FIRST_CONTACT_WITHIN, || {
+                c.get_once("/v1/broker", None, "GET /v1/broker")
+            })
+            .await?;
         let did = Did::parse(str_field(&v, "did", "GET /v1/broker")?)
             .map_err(|e| protocol("GET /v1/broker", format!("broker DID: {e}")))?;
         let domain = str_field(&v, "domain", "GET /v1/broker")?.to_owned();
@@ -166,12 +173,20 @@ impl BrokerClient {
 
     /// Runs `op` until it succeeds, fails for good, or [`RETRY_WITHIN`]
     /// passes; after each transient failure the next base URL is used.
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        let until = tokio::time::Instant::now() + RETRY_WITHIN;
+        self.retrying_for(RETRY_WITHIN, op).await
+    }
+
+    async fn retrying_for<T, F, Fut>(&self, within: Duration, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let until = tokio::time::Instant::now() + within;
         let mut pause = BACKOFF.0;
         loop {
             match op().await {
