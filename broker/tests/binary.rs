@@ -29,6 +29,18 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process:
     }
 }
 
+/// The raw answer to `GET /healthz`, if something listens on `port`.
+fn healthz(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    Some(out)
+}
+
 #[test]
 fn starts_with_a_new_private_key_serves_and_stops_on_sigterm() {
     let dir = TempDir::new("bin");
@@ -43,13 +55,7 @@ fn starts_with_a_new_private_key_serves_and_stops_on_sigterm() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
+        if let Some(out) = healthz(port) {
             break out;
         }
         assert!(Instant::now() < deadline, "mpc-broker did not listen");
@@ -182,16 +188,8 @@ fn with_wait_for_store_it_waits_for_redis_then_serves_or_gives_up() {
     let _redis = common::RedisServer::start_on_port(redis_port);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.1 200") {
-                break;
-            }
+        if healthz(port).is_some_and(|out| out.starts_with("HTTP/1.1 200")) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
