@@ -398,18 +398,20 @@ mod tests {
 
     #[test]
     fn a_recipient_that_does_not_read_gets_backpressure_not_unbounded_memory() {
+        // The queue holds at least a full backlog plus a full hold-back (2 × pending).
         let limits = HubLimits {
-            queue: 2,
+            queue: 4,
             pending: 2,
             pending_ttl: Duration::from_secs(30),
         };
         let hub = Hub::new(limits);
         let t0 = Instant::now();
         let _reg = hub.connect("s", &did(2), t0);
-        hub.relay("s", &did(2), text("1"), t0).unwrap();
-        hub.relay("s", &did(2), text("2"), t0).unwrap();
+        for m in ["1", "2", "3", "4"] {
+            hub.relay("s", &did(2), text(m), t0).unwrap();
+        }
         assert_eq!(
-            hub.relay("s", &did(2), text("3"), t0),
+            hub.relay("s", &did(2), text("5"), t0),
             Err(RelayRefused::RecipientBacklogged(did(2)))
         );
     }
