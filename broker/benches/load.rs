@@ -26,14 +26,34 @@
 //!    or server cannot hide its queueing). The receiver timestamps each
 //!    message on the same clock as the sender (one process).
 //!
+//! 3. Replicas: the same relay loads with `LOAD_REPLICA_SESSIONS` (200; 20
+//!    in quick mode) sessions × `LOAD_PARTIES` parties (1,000 WebSockets)
+//!    on `LOAD_REPLICAS` (2) `mpc-broker` processes that share one
+//!    `redis-server` and one broker key file (one broker identity), next to
+//!    the same population on one fresh in-memory broker. Party `g` (counted
+//!    over all sessions) connects to replica `g % LOAD_REPLICAS`, so every
+//!    session is split over the replicas and most pairs cross them through
+//!    Redis. Tokens all come from the first replica: the others accept them
+//!    because they hold the same key. Besides throughput and latency it
+//!    reports broker memory per connection: the brokers' summed `VmRSS`
+//!    (`/proc/PID/status`) with every socket open, minus before opening
+//!    them, over the number of sockets; and the CPU of `redis-server`.
+//!    PeerJS is not part of it. `LOAD_SKIP_REPLICAS=1` skips it.
+//!
 //! Each measurement is repeated `LOAD_REPS` times (3; 1 in quick mode),
 //! rotating the order of the servers; the tables give medians. The server
 //! CPU per message (or authentication) is reported too: it is the number
 //! least disturbed by other load on the machine.
 //!
-//! Other knobs: `LOAD_SKIP_REDIS=1`, `LOAD_SKIP_PEERJS=1`, `LOAD_SKIP_AUTH=1`,
+//! Other knobs: `LOAD_SKIP_REDIS=1` (the Redis-backed broker of 1. and 2.;
+//! the replicas bring their own), `LOAD_SKIP_PEERJS=1`, `LOAD_SKIP_AUTH=1`,
 //! `LOAD_HIST=1` (latency histograms), `LOAD_WARMUP` (seconds),
 //! `LOAD_AUTH_MAX` (bound on authentications).
+//!
+//! The generator holds one socket per party (1,000+): if the soft limit on
+//! open files is too low, the bench raises it up to the hard limit with
+//! `prlimit` (util-linux) before starting any server (the servers inherit
+//! it), and otherwise stops and says to run `ulimit -n` first.
 //! Every wait has a timeout, every loop a bound in time and count, and the
 //! child processes are killed when this process ends, panics included.
 
@@ -75,6 +95,8 @@ struct Settings {
     reps: usize,
     hist: bool,
     auth: bool,
+    replicas: usize,
+    replica_sessions: usize,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -109,6 +131,12 @@ impl Settings {
             reps: env_num("LOAD_REPS", if quick { 1 } else { 3 }),
             hist: env_flag("LOAD_HIST"),
             auth: !env_flag("LOAD_SKIP_AUTH"),
+            replicas: if env_flag("LOAD_SKIP_REPLICAS") {
+                0
+            } else {
+                env_num("LOAD_REPLICAS", 2)
+            },
+            replica_sessions: env_num("LOAD_REPLICA_SESSIONS", if quick { 20 } else { 200 }),
         };
         assert!(s.parties >= 2, "LOAD_PARTIES must be at least 2");
         assert!(
@@ -121,6 +149,14 @@ impl Settings {
         assert!(s.rate > 0.0 && s.rate <= 1000.0, "LOAD_RATE: (0, 1000]");
         assert!(s.auth_clients >= 1 && s.auth_clients <= 1024);
         assert!(s.reps >= 1 && s.reps <= 20, "LOAD_REPS: 1..=20");
+        assert!(
+            s.replicas == 0 || (2..=8).contains(&s.replicas),
+            "LOAD_REPLICAS: 2..=8"
+        );
+        assert!(
+            s.replica_sessions >= 1 && s.replica_sessions <= 1000,
+            "LOAD_REPLICA_SESSIONS: 1..=1000"
+        );
         s
     }
 
@@ -185,12 +221,85 @@ fn machine_jiffies() -> (f64, f64) {
     (total - idle, total)
 }
 
+/// CPU seconds used so far by the threads of `pids`, summed by thread name.
+fn thread_cpu(pids: &[u32]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten().take(4096) {
+            let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            *out.entry(stat[open + 1..close].to_owned()).or_default() +=
+                (ticks(11) + ticks(12)) / clock_ticks();
+        }
+    }
+    out
+}
+
+/// Resident memory of a process (`VmRSS`), KiB; NaN if unreadable.
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// The processes a measurement watches: the server under test (one
+/// process, or several replicas, summed) and the store it uses, if any.
+#[derive(Debug, Clone, Default)]
+struct Watched {
+    servers: Vec<u32>,
+    store: Option<u32>,
+}
+
+impl Watched {
+    fn one(pid: u32) -> Self {
+        Watched {
+            servers: vec![pid],
+            store: None,
+        }
+    }
+
+    /// CPU seconds used so far by the servers, summed.
+    fn server_cpu(&self) -> f64 {
+        self.servers.iter().map(|p| cpu_secs(&p.to_string())).sum()
+    }
+
+    fn store_cpu(&self) -> f64 {
+        self.store.map_or(f64::NAN, |p| cpu_secs(&p.to_string()))
+    }
+
+    /// The servers' resident memory, summed, KiB.
+    fn server_rss(&self) -> f64 {
+        self.servers.iter().map(|&p| rss_kib(p)).sum()
+    }
+
+    fn store_rss(&self) -> f64 {
+        self.store.map_or(f64::NAN, rss_kib)
+    }
+}
+
 /// CPU used by the server, by this generator and by the whole machine over
 /// a measured interval.
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuUse {
-    /// Cores' worth used by the server process.
+    /// Cores' worth used by the server process (all replicas, summed).
     server: f64,
+    /// Cores' worth used by the server's store process (NaN: none).
+    store: f64,
     /// Cores' worth used by the load generator.
     generator: f64,
     /// Fraction of all cores busy (everyone, other tenants included).
@@ -201,27 +310,30 @@ struct CpuUse {
 struct CpuMark {
     at: Instant,
     server: f64,
+    store: f64,
     generator: f64,
     machine: (f64, f64),
 }
 
 impl CpuMark {
-    fn now(server_pid: u32) -> Self {
+    fn now(w: &Watched) -> Self {
         CpuMark {
             at: Instant::now(),
-            server: cpu_secs(&server_pid.to_string()),
+            server: w.server_cpu(),
+            store: w.store_cpu(),
             generator: cpu_secs("self"),
             machine: machine_jiffies(),
         }
     }
 
-    fn since(&self, server_pid: u32) -> CpuUse {
-        let end = CpuMark::now(server_pid);
+    fn since(&self, w: &Watched) -> CpuUse {
+        let end = CpuMark::now(w);
         let wall = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
         let (b0, t0) = self.machine;
         let (b1, t1) = end.machine;
         CpuUse {
             server: (end.server - self.server) / wall,
+            store: (end.store - self.store) / wall,
             generator: (end.generator - self.generator) / wall,
             machine: if t1 > t0 {
                 (b1 - b0) / (t1 - t0)
@@ -307,7 +419,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn(name: &'static str, cmd: &mut Command, dir: &Path) -> Proc {
-    let log = dir.join(format!("{name}.log"));
+    // Numbered: several processes of one name (broker replicas) keep their own logs.
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let log = dir.join(format!("{name}-{n}.log"));
     let out = std::fs::File::create(&log).unwrap();
     let err = out.try_clone().unwrap();
     let child = cmd
@@ -379,12 +494,18 @@ fn start_redis(dir: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-fn start_broker(dir: &Path, redis: Option<u16>) -> (Proc, u16) {
+/// Starts `mpc-broker` on a free port, with the key file `key` (shared by
+/// replicas: one broker identity) or one of its own.
+fn start_broker(dir: &Path, redis: Option<u16>, key: Option<&Path>) -> (Proc, u16) {
     let port = free_port();
+    let key = key.map_or_else(
+        || dir.join(format!("broker-key-{port}.json")),
+        Path::to_path_buf,
+    );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpc-broker"));
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--key")
-        .arg(dir.join(format!("broker-key-{port}.json")))
+        .arg(key)
         .arg("--any-organizer")
         .env_remove("MPC_BROKER_CONFIG")
         .env("RUST_LOG", "warn");
@@ -693,7 +814,7 @@ struct AuthWorker {
     token: Duration,
 }
 
-async fn auth_load(api: &Api, s: &Settings, server_pid: u32) -> AuthResult {
+async fn auth_load(api: &Api, s: &Settings, watched: &Watched) -> AuthResult {
     let keys: Arc<Vec<Keypair>> = Arc::new(
         (0..s.auth_clients)
             .map(|i| {
@@ -735,9 +856,9 @@ async fn auth_load(api: &Api, s: &Settings, server_pid: u32) -> AuthResult {
     }
     // CPU is measured over the measurement window only.
     tokio::time::sleep_until(from.into()).await;
-    let mark = CpuMark::now(server_pid);
+    let mark = CpuMark::now(watched);
     tokio::time::sleep_until(until.into()).await;
-    let cpu = mark.since(server_pid);
+    let cpu = mark.since(watched);
     let mut all = AuthWorker::default();
     for t in tasks {
         let w = match tokio::time::timeout(Duration::from_secs(30), t).await {
@@ -963,6 +1084,21 @@ struct RelayResult {
     cpu: CpuUse,
     /// Deliveries per latency bucket (see [`BUCKETS_MS`]).
     hist: Vec<u64>,
+    /// Sockets opened.
+    sockets: usize,
+    /// The servers' summed `VmRSS` (KiB) before opening the sockets, with
+    /// all of them open (and settled), and after the load (drain
+    /// included, sockets still open).
+    rss_before: f64,
+    rss_open: f64,
+    rss_loaded: f64,
+    /// The same for the store process (NaN: none).
+    store_rss_before: f64,
+    store_rss_open: f64,
+    /// 1-minute load average at the end of the measured window.
+    load1: f64,
+    /// Cores' worth used by the servers' threads in the window, by name.
+    threads: BTreeMap<String, f64>,
 }
 
 /// Upper edges (ms) of the latency histogram's buckets; one more bucket
@@ -989,10 +1125,24 @@ struct RecvStats {
     errors: BTreeMap<String, u64>,
 }
 
-async fn relay_load(pop: &Population, shape: Shape, s: &Settings, server_pid: u32) -> RelayResult {
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+async fn relay_load(
+    pop: &Population,
+    shape: Shape,
+    s: &Settings,
+    watched: &Watched,
+) -> RelayResult {
+    let (rss_before, store_rss_before) = (watched.server_rss(), watched.store_rss());
     let sockets = open_all(pop).await;
     // Let the server settle after the connection burst.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss_open, store_rss_open) = (watched.server_rss(), watched.store_rss());
     let n = sockets.len();
     let windows: Arc<Vec<Semaphore>> = Arc::new(
         (0..n)
@@ -1130,11 +1280,26 @@ async fn relay_load(pop: &Population, shape: Shape, s: &Settings, server_pid: u3
         }));
     }
     tokio::time::sleep_until(from.into()).await;
-    let mark = CpuMark::now(server_pid);
+    let threads0 = thread_cpu(&watched.servers);
+    let mark = CpuMark::now(watched);
     tokio::time::sleep_until(until.into()).await;
-    let cpu = mark.since(server_pid);
+    let cpu = mark.since(watched);
+    let threads = thread_cpu(&watched.servers)
+        .into_iter()
+        .map(|(k, v)| {
+            let before = threads0.get(&k).copied().unwrap_or(0.0);
+            (k, (v - before) / s.secs)
+        })
+        .collect();
     let mut res = RelayResult {
         cpu,
+        threads,
+        sockets: n,
+        rss_before,
+        rss_open,
+        store_rss_before,
+        store_rss_open,
+        load1: load1(),
         ..RelayResult::default()
     };
     let mut sinks = Vec::new();
@@ -1164,6 +1329,7 @@ async fn relay_load(pop: &Population, shape: Shape, s: &Settings, server_pid: u3
             *res.errors.entry(k).or_default() += v;
         }
     }
+    res.rss_loaded = watched.server_rss();
     // Close every socket politely, with a bound.
     let closing = async {
         for (sink, stream) in sinks.into_iter().zip(streams) {
@@ -1183,16 +1349,24 @@ async fn relay_load(pop: &Population, shape: Shape, s: &Settings, server_pid: u3
     res
 }
 
-/// Sets up `s.sessions` frozen sessions on the broker and a token per party.
-async fn broker_population(api: &Api, port: u16, s: &Settings) -> (Population, Duration) {
+/// Sets up `sessions` frozen sessions of `parties` parties through `api`
+/// and a token per party; party `g` (over all sessions) will connect to
+/// `ports[g % ports.len()]` (replicas of the broker behind `api`).
+async fn broker_population(
+    api: &Api,
+    ports: &[u16],
+    sessions: usize,
+    parties: usize,
+) -> (Population, Duration) {
+    assert!(!ports.is_empty());
     let t0 = Instant::now();
     let organizer = Arc::new(Keypair::from_seed(&[200; 32]));
     let (org_token, _) = api.token(&organizer).await.expect("organizer token");
     let gate = Arc::new(Semaphore::new(16));
     let mut tasks = Vec::new();
-    for i in 0..s.sessions {
+    for i in 0..sessions {
         let group: Arc<Vec<Keypair>> = Arc::new(
-            (0..s.parties)
+            (0..parties)
                 .map(|p| {
                     let mut seed = [9u8; 32];
                     seed[..4].copy_from_slice(&(i as u32).to_le_bytes());
@@ -1201,11 +1375,12 @@ async fn broker_population(api: &Api, port: u16, s: &Settings) -> (Population, D
                 })
                 .collect(),
         );
-        let (api, gate, organizer, org_token) = (
+        let (api, gate, organizer, org_token, ports) = (
             api.clone(),
             gate.clone(),
             organizer.clone(),
             org_token.clone(),
+            ports.to_vec(),
         );
         tasks.push(tokio::spawn(async move {
             let id = {
@@ -1244,10 +1419,14 @@ async fn broker_population(api: &Api, port: u16, s: &Settings) -> (Population, D
             group
                 .iter()
                 .zip(tokens)
-                .map(|(k, t)| Party {
-                    id: k.did().to_string(),
-                    url: format!("ws://127.0.0.1:{port}/v1/sessions/{id}/signal"),
-                    bearer: Some(t),
+                .enumerate()
+                .map(|(k, (key, t))| {
+                    let port = ports[(i * parties + k) % ports.len()];
+                    Party {
+                        id: key.did().to_string(),
+                        url: format!("ws://127.0.0.1:{port}/v1/sessions/{id}/signal"),
+                        bearer: Some(t),
+                    }
                 })
                 .collect::<Vec<_>>()
         }));
@@ -1263,7 +1442,7 @@ async fn broker_population(api: &Api, port: u16, s: &Settings) -> (Population, D
     (
         Population {
             kind: Kind::Broker,
-            parties: s.parties,
+            parties,
             members,
         },
         t0.elapsed(),
@@ -1343,6 +1522,7 @@ fn mean_cpu(v: &[CpuUse]) -> String {
     let n = v.len().max(1) as f64;
     let s = v.iter().fold(CpuUse::default(), |a, c| CpuUse {
         server: a.server + c.server / n,
+        store: a.store + c.store / n,
         generator: a.generator + c.generator / n,
         machine: a.machine + c.machine / n,
     });
@@ -1407,7 +1587,7 @@ struct Series {
 
 fn start_targets(s: &Settings, dir: &Path, peer: Option<&String>) -> Vec<Target> {
     let mut targets = Vec::new();
-    let (proc, port) = start_broker(dir, None);
+    let (proc, port) = start_broker(dir, None, None);
     targets.push(Target {
         server: "mpc-broker".into(),
         store: "memory",
@@ -1418,7 +1598,7 @@ fn start_targets(s: &Settings, dir: &Path, peer: Option<&String>) -> Vec<Target>
     });
     if s.redis {
         let (redis, redis_port) = start_redis(dir);
-        let (proc, port) = start_broker(dir, Some(redis_port));
+        let (proc, port) = start_broker(dir, Some(redis_port), None);
         targets.push(Target {
             server: "mpc-broker".into(),
             store: "redis",
@@ -1469,10 +1649,10 @@ async fn run_all(
             if let Some(why) = t.proc.exited() {
                 panic!("{why}");
             }
-            let pid = t.proc.pid();
+            let watched = Watched::one(t.proc.pid());
             let label = format!("[{} {} rep {}/{}]", t.server, t.store, rep + 1, s.reps);
             if let (Some(api), true) = (&apis[i], s.auth) {
-                let a = auth_load(api, s, pid).await;
+                let a = auth_load(api, s, &watched).await;
                 eprintln!("{label} {:.0} auth/s ({} in the window)", a.per_sec, a.ok);
                 match auth.iter_mut().find(|(st, _)| *st == t.store) {
                     Some((_, v)) => v.push(a),
@@ -1482,7 +1662,8 @@ async fn run_all(
             for (j, &shape) in shapes.iter().enumerate() {
                 let pop = match &apis[i] {
                     Some(api) => {
-                        let (pop, took) = broker_population(api, t.port, s).await;
+                        let (pop, took) =
+                            broker_population(api, &[t.port], s.sessions, s.parties).await;
                         setup.push(format!(
                             "{} {}: {} sessions published, {} parties joined and authenticated in {:.1} s",
                             t.server,
@@ -1495,7 +1676,7 @@ async fn run_all(
                     }
                     None => peerjs_population(t.port, s, rep * shapes.len() + j),
                 };
-                let r = relay_load(&pop, shape, s, pid).await;
+                let r = relay_load(&pop, shape, s, &watched).await;
                 eprintln!("{label} {}: {:.0} msgs/s", shape.describe(), r.per_sec);
                 match series
                     .iter_mut()
@@ -1515,6 +1696,453 @@ async fn run_all(
     (auth, series, setup)
 }
 
+// ------------------------------------------------------------- open files
+
+/// (soft, hard) limits on open files of this process, as `/proc` says them
+/// (`unlimited` is `u64::MAX`).
+fn open_files_limit() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .map(|x| {
+            if x == "unlimited" {
+                Some(u64::MAX)
+            } else {
+                x.parse().ok()
+            }
+        })
+        .collect::<Option<_>>()?;
+    Some((*v.first()?, *v.get(1)?))
+}
+
+/// Makes sure this process may hold `need` open files, raising its soft
+/// limit (never above the hard one) with `prlimit` if needed. Servers
+/// started afterwards inherit it. Returns the soft limit in force.
+fn ensure_open_files(need: u64) -> u64 {
+    let Some((soft, hard)) = open_files_limit() else {
+        eprintln!("cannot read the open-file limit from /proc/self/limits; going on");
+        return 0;
+    };
+    if soft >= need {
+        return soft;
+    }
+    let how = format!("run `ulimit -n {need}` (or higher) in the shell before `cargo bench`");
+    assert!(
+        hard >= need,
+        "the generator needs {need} open files but the hard limit is {hard}: {how}"
+    );
+    eprintln!("raising the soft limit on open files from {soft} to {need} (hard limit {hard})");
+    let hard_arg = if hard == u64::MAX {
+        "unlimited".to_owned()
+    } else {
+        hard.to_string()
+    };
+    let r = run_bounded(
+        Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={need}:{hard_arg}"))
+            .stdout(Stdio::null()),
+        Duration::from_secs(10),
+    );
+    let now = open_files_limit().map_or(0, |(soft, _)| soft);
+    assert!(
+        now >= need,
+        "could not raise the open-file limit to {need} ({}): {how}",
+        r.err().unwrap_or_else(|| "prlimit ran".into())
+    );
+    now
+}
+
+// -------------------------------------------------------------- replicas
+
+/// One side of the replicas comparison.
+#[derive(Debug)]
+struct Setup {
+    label: String,
+    store: &'static str,
+    /// Its brokers (one, or the replicas), each with its port.
+    brokers: Vec<(Proc, u16)>,
+    /// The `redis-server` the replicas share.
+    redis: Option<Proc>,
+}
+
+impl Setup {
+    fn watched(&self) -> Watched {
+        Watched {
+            servers: self.brokers.iter().map(|(p, _)| p.pid()).collect(),
+            store: self.redis.as_ref().map(Proc::pid),
+        }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.brokers.iter().map(|&(_, port)| port).collect()
+    }
+
+    fn check_alive(&mut self) {
+        for (p, _) in &mut self.brokers {
+            if let Some(why) = p.exited() {
+                panic!("{why}");
+            }
+        }
+        if let Some(why) = self.redis.as_mut().and_then(Proc::exited) {
+            panic!("{why}");
+        }
+    }
+}
+
+/// A fresh in-memory broker, and `s.replicas` brokers sharing one
+/// `redis-server` and one key file.
+fn start_replica_setups(s: &Settings, dir: &Path) -> Vec<Setup> {
+    let single = start_broker(dir, None, None);
+    let (redis, redis_port) = start_redis(dir);
+    let key = dir.join("replicas-broker-key.json");
+    // One after the other: the first creates the key file, the rest read it.
+    let replicas = (0..s.replicas)
+        .map(|_| start_broker(dir, Some(redis_port), Some(&key)))
+        .collect();
+    vec![
+        Setup {
+            label: "1 replica".into(),
+            store: "memory",
+            brokers: vec![single],
+            redis: None,
+        },
+        Setup {
+            label: format!("{} replicas", s.replicas),
+            store: "redis",
+            brokers: replicas,
+            redis: Some(redis),
+        },
+    ]
+}
+
+/// How the population sits on the replicas: sockets per replica port, and
+/// the share of (sender, recipient) slots whose two ends are on different
+/// replicas (each sender sends round-robin to every other member).
+fn spread_over_replicas(pop: &Population) -> (BTreeMap<String, usize>, f64) {
+    let port = |p: &Party| {
+        p.url
+            .split_once("127.0.0.1:")
+            .and_then(|(_, r)| r.split_once('/'))
+            .map_or_else(String::new, |(port, _)| port.to_owned())
+    };
+    let mut per = BTreeMap::new();
+    let (mut slots, mut cross) = (0usize, 0usize);
+    for (g, m) in pop.members.iter().enumerate() {
+        *per.entry(port(m)).or_default() += 1;
+        let session = g / pop.parties;
+        for k in 0..pop.parties {
+            let peer = &pop.members[session * pop.parties + k];
+            if session * pop.parties + k != g {
+                slots += 1;
+                cross += usize::from(port(peer) != port(m));
+            }
+        }
+    }
+    (per, cross as f64 / slots.max(1) as f64)
+}
+
+/// Every repetition starts fresh processes (so that each one's first
+/// opening measures memory on a fresh heap), rotating the setups' order.
+async fn run_replicas(s: &Settings, dir: &Path, shapes: &[Shape]) -> (Vec<Series>, Vec<String>) {
+    let mut series: Vec<Series> = Vec::new();
+    let mut notes = Vec::new();
+    for rep in 0..s.reps {
+        let mut setups = tokio::task::block_in_place(|| start_replica_setups(s, dir));
+        let mut apis = Vec::new();
+        for st in &setups {
+            let ports = st.ports();
+            let api = Api::connect(ports[0]).await;
+            // Replicas are one broker: same key, same domain.
+            for &p in &ports[1..] {
+                let other = Api::connect(p).await;
+                assert_eq!(
+                    other.domain, api.domain,
+                    "replicas on ports {ports:?} do not share one broker identity"
+                );
+            }
+            apis.push(api);
+        }
+        for k in 0..setups.len() {
+            let i = (rep + k) % setups.len();
+            let st = &mut setups[i];
+            st.check_alive();
+            let watched = st.watched();
+            let ports = st.ports();
+            let label = format!("[{} {} rep {}/{}]", st.label, st.store, rep + 1, s.reps);
+            for &shape in shapes {
+                let (pop, took) =
+                    broker_population(&apis[i], &ports, s.replica_sessions, s.parties).await;
+                let (per, cross) = spread_over_replicas(&pop);
+                let note = format!(
+                    "{} ({}): {} sessions published, {} parties joined and authenticated (all through the first broker) in {:.1} s; sockets per broker port {:?}; {:.0}% of sender→recipient pairs cross brokers",
+                    st.label,
+                    st.store,
+                    s.replica_sessions,
+                    pop.members.len(),
+                    took.as_secs_f64(),
+                    per,
+                    cross * 100.0
+                );
+                if !notes.iter().any(|n: &String| n.starts_with(&st.label)) {
+                    notes.push(note);
+                }
+                let r = relay_load(&pop, shape, s, &watched).await;
+                eprintln!(
+                    "{label} {}: {:.0} msgs/s, p50 {} ms, p99 {} ms, broker RSS +{:.1} KiB/socket, load {:.2}",
+                    shape.describe(),
+                    r.per_sec,
+                    fmt_ms(r.p50),
+                    fmt_ms(r.p99),
+                    (r.rss_open - r.rss_before) / r.sockets.max(1) as f64,
+                    r.load1
+                );
+                match series
+                    .iter_mut()
+                    .find(|x| x.server == st.label && x.shape == shape)
+                {
+                    Some(x) => x.runs.push(r),
+                    None => series.push(Series {
+                        server: st.label.clone(),
+                        store: st.store,
+                        shape,
+                        runs: vec![r],
+                    }),
+                }
+            }
+        }
+        // Brokers first, then their Redis (field order).
+        drop(setups);
+    }
+    (series, notes)
+}
+
+fn shapes_first(series: &[Series]) -> Option<Shape> {
+    series.first().map(|x| x.shape)
+}
+
+fn report_replicas(
+    s: &Settings,
+    series: &[Series],
+    notes: &[String],
+    notes_before: &str,
+    open_files: u64,
+) -> String {
+    let mut out = String::new();
+    let conns = s.replica_sessions * s.parties;
+    let reps = if s.reps > 1 {
+        format!(
+            "; median (min–max) of {} repetitions, latencies are medians of the repetitions' percentiles",
+            s.reps
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "\n### Signaling relay over {} replicas sharing Redis vs 1 replica, {} sessions × {} parties ({conns} WebSockets), {}-byte payload, {} s{reps}\n",
+        s.replicas,
+        s.replica_sessions,
+        s.parties,
+        payload_len(),
+        s.secs
+    );
+    let _ = writeln!(
+        out,
+        "| brokers | store | load | offered msgs/s | msgs/s | p50 ms | p99 ms | errors | sent / delivered | broker CPU µs/msg (all brokers) | redis CPU µs/msg | CPU brokers / redis / generator (cores) / machine busy |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|"
+    );
+    let med = |x: &Series, f: fn(&RelayResult) -> f64| median(x.runs.iter().map(f).collect());
+    let rate = |x: &Series| med(x, |r| r.per_sec);
+    let p50 = |x: &Series| med(x, |r| r.p50);
+    let p99 = |x: &Series| med(x, |r| r.p99);
+    let broker_us = |x: &Series| med(x, |r| cpu_per(r.cpu.server, r.per_sec));
+    let redis_us = |x: &Series| med(x, |r| cpu_per(r.cpu.store, r.per_sec));
+    for x in series {
+        let mut errors = BTreeMap::new();
+        for r in &x.runs {
+            merge(&mut errors, &r.errors);
+        }
+        let n = x.runs.len().max(1) as f64;
+        let redis_cores = x.runs.iter().map(|r| r.cpu.store).sum::<f64>() / n;
+        let cpu = x.runs.iter().map(|r| r.cpu).collect::<Vec<_>>();
+        let mean = mean_cpu(&cpu);
+        // mean_cpu gives "server / generator / machine"; put redis in between.
+        let (srv, rest) = mean.split_once(" / ").unwrap_or((&mean, ""));
+        let redis_text = if redis_cores.is_finite() {
+            format!("{redis_cores:.2}")
+        } else {
+            "–".into()
+        };
+        let redis_per = redis_us(x);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.1} | {} | {srv} / {redis_text} / {rest} |",
+            x.server,
+            x.store,
+            x.shape.describe(),
+            x.runs[0]
+                .offered
+                .map_or_else(|| "max".into(), |o| format!("{o:.0}")),
+            spread(&x.runs.iter().map(|r| r.per_sec).collect::<Vec<_>>()),
+            fmt_ms(p50(x)),
+            fmt_ms(p99(x)),
+            errors_text(&errors),
+            x.runs.iter().map(|r| r.sent).sum::<u64>(),
+            x.runs.iter().map(|r| r.delivered).sum::<u64>(),
+            broker_us(x),
+            if redis_per.is_finite() {
+                format!("{redis_per:.1}")
+            } else {
+                "–".into()
+            },
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### Broker memory per connection, {conns} WebSockets (VmRSS of the broker process(es), summed; {} fresh starts)\n",
+        s.reps
+    );
+    let _ = writeln!(
+        out,
+        "| brokers | store | RSS before opening, MiB | KiB per connection, all open (fresh processes) | KiB per connection after the {} (sockets still open) | KiB per connection, re-opened on the same processes | redis-server RSS KiB per connection |",
+        match shapes_first(series) {
+            Some(Shape::Closed(_)) => "closed loop",
+            Some(Shape::Open(_)) => "open loop",
+            None => "load",
+        }
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let mut labels: Vec<(&str, &str)> = Vec::new();
+    for x in series {
+        if !labels.iter().any(|(l, _)| *l == x.server) {
+            labels.push((&x.server, x.store));
+        }
+    }
+    for (label, store) in &labels {
+        // Each repetition runs the shapes in order on fresh processes: the
+        // first shape's runs are first openings, the others re-openings.
+        let mine: Vec<&Series> = series.iter().filter(|x| x.server == *label).collect();
+        let per = |r: &RelayResult, after: f64| (after - r.rss_before) / r.sockets.max(1) as f64;
+        let first: Vec<&RelayResult> = mine
+            .first()
+            .map(|x| x.runs.iter().collect())
+            .unwrap_or_default();
+        let again: Vec<f64> = mine
+            .iter()
+            .skip(1)
+            .flat_map(|x| &x.runs)
+            .map(|r| per(r, r.rss_open))
+            .collect();
+        let col = |v: Vec<f64>, digits: usize| {
+            let m = median(v.clone());
+            if !m.is_finite() {
+                return "–".to_owned();
+            }
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if v.len() < 2 {
+                format!("{m:.digits$}")
+            } else {
+                format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {store} | {} | {} | {} | {} | {} |",
+            col(first.iter().map(|r| r.rss_before / 1024.0).collect(), 1),
+            col(first.iter().map(|r| per(r, r.rss_open)).collect(), 1),
+            col(first.iter().map(|r| per(r, r.rss_loaded)).collect(), 1),
+            col(again, 1),
+            col(
+                first
+                    .iter()
+                    .map(|r| (r.store_rss_open - r.store_rss_before) / r.sockets.max(1) as f64)
+                    .collect(),
+                2
+            ),
+        );
+    }
+    if labels.len() == 2 {
+        let (one, many) = (labels[0].0, labels[1].0);
+        let _ = writeln!(out, "\n### {many} ÷ {one}\n");
+        let _ = writeln!(
+            out,
+            "| load | msgs/s | p50 | p99 | broker CPU per msg (all brokers) | broker + redis CPU per msg |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for m in series.iter().filter(|x| x.server == many) {
+            if let Some(o) = series
+                .iter()
+                .find(|x| x.server == one && x.shape == m.shape)
+            {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    m.shape.describe(),
+                    ratio(rate(m), rate(o)),
+                    ratio(p50(m), p50(o)),
+                    ratio(p99(m), p99(o)),
+                    ratio(broker_us(m), broker_us(o)),
+                    ratio(broker_us(m) + redis_us(m), broker_us(o))
+                );
+            }
+        }
+    }
+    let loads: Vec<f64> = series
+        .iter()
+        .flat_map(|x| &x.runs)
+        .map(|r| r.load1)
+        .collect();
+    let _ = writeln!(out, "\nNotes:\n");
+    let _ = writeln!(out, "- machine at start: {notes_before}");
+    let _ = writeln!(out, "- machine at end: {}", machine_notes());
+    let _ = writeln!(
+        out,
+        "- 1-minute load average at the end of each measured window: {:.2}–{:.2} (median {:.2})",
+        loads.iter().copied().fold(f64::INFINITY, f64::min),
+        loads.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        median(loads.clone())
+    );
+    for n in notes {
+        let _ = writeln!(out, "- setup, {n}");
+    }
+    for x in series {
+        let mut sum: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in &x.runs {
+            for (k, v) in &r.threads {
+                *sum.entry(k).or_default() += v / x.runs.len() as f64;
+            }
+        }
+        let mut top: Vec<(&str, f64)> = sum.into_iter().filter(|&(_, v)| v >= 0.005).collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let list: Vec<String> = top.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        let _ = writeln!(
+            out,
+            "- broker threads, cores (mean of repetitions, summed over brokers by thread name), {} {}, {}: {}",
+            x.server,
+            x.store,
+            x.shape.describe(),
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- every broker and redis-server is its own process, default HTTP workers each; the generator (this process) shares the same cores; open-file soft limit {open_files}."
+    );
+    let _ = writeln!(
+        out,
+        "- broker CPU per message sums every replica; redis CPU per message is redis-server's over the same window."
+    );
+    out
+}
+
 fn main() {
     // `cargo test --all-targets` also runs bench targets (without `--bench`): there this
     // minutes-long, machine-filling benchmark only needs to compile.
@@ -1526,6 +2154,14 @@ fn main() {
     }
     let s = Settings::from_env();
     let _ = base();
+    // One socket per party in this process (and in the in-memory broker),
+    // plus HTTP connections and files.
+    let most = s.sessions.max(if s.replicas > 0 {
+        s.replica_sessions
+    } else {
+        0
+    }) * s.parties;
+    let open_files = ensure_open_files(most as u64 + 512);
     let scratch = Scratch::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1558,6 +2194,18 @@ fn main() {
     drop(targets);
     let out = report(&s, &auth, &series, &setup, &notes_before, peer.is_some());
     println!("{out}");
+    if s.replicas > 0 {
+        let notes_before = machine_notes();
+        eprintln!(
+            "replicas: {} sessions × {} parties on 1 in-memory broker and on {} replicas sharing a redis-server; {notes_before}",
+            s.replica_sessions, s.parties, s.replicas
+        );
+        let (series, notes) = rt.block_on(run_replicas(&s, &scratch.0, &shapes));
+        println!(
+            "{}",
+            report_replicas(&s, &series, &notes, &notes_before, open_files)
+        );
+    }
     drop(rt);
     drop(scratch);
 }
