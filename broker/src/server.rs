@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::dev::{ServerHandle, Service as _};
 use actix_web::{web, App, HttpServer};
@@ -20,7 +20,9 @@ use crate::relay::{Hub, HubLimits};
 use crate::schemas::Schemas;
 use crate::signal;
 use crate::state::State;
-use crate::store::{BusEvent, BusLimits, MemoryStore, RedisStore, SessionStore, StoreError};
+use crate::store::{
+    BusDelivery, BusEvent, BusLimits, MemoryStore, RedisStore, SessionStore, StoreError,
+};
 use crate::verify::VerifyPool;
 
 /// How long one presentation check may take, queueing included.
@@ -226,13 +228,27 @@ impl Broker {
                 };
                 match event {
                     BusEvent::Message { session, to, msg } => {
-                        match st.hub.deliver_local_str(&session, &to, Arc::from(msg)) {
+                        match st
+                            .hub
+                            .deliver_local_str(&session, &to, Arc::from(msg.as_str()))
+                        {
                             Some(Ok(_)) => {}
                             Some(Err(e)) => {
                                 tracing::debug!(error = %e, "message from another replica refused");
                                 st.metrics.relay_refused("recipient_backlogged");
                             }
-                            None => st.metrics.relay_refused("recipient_gone"),
+                            // It left this replica just before: keep the
+                            // message for its next connection, wherever.
+                            None => {
+                                tokio::spawn(async move {
+                                    let Some(bus) = &st.bus else { return };
+                                    let kept =
+                                        bus.keep(&session, &to, &msg, SystemTime::now()).await;
+                                    if !matches!(kept, Ok(BusDelivery::Buffered)) {
+                                        st.metrics.relay_refused("recipient_gone");
+                                    }
+                                });
+                            }
                         }
                     }
                     BusEvent::Replaced { session, did } => {
@@ -384,9 +400,11 @@ impl Running {
     pub async fn stop(self, graceful: bool) {
         self.handle.stop(graceful).await;
         let _ = self.task.await;
-        // Leaves the bus: other replicas then buffer for our members.
+        // Leaves the bus (its subscription ends with the task): other
+        // replicas then buffer for our members.
         if let Some(l) = self.listener {
             l.abort();
+            let _ = l.await;
         }
     }
 

@@ -170,6 +170,30 @@ async fn a_member_whose_replica_went_away_gets_its_messages_on_reconnect() {
     // perhaps before it could clear b's presence.
     rb.stop().await;
     drop(wb);
+    // Redis notices B's inbox is gone once it has read the closed socket.
+    let url = ra.redis.as_ref().unwrap().url();
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let inboxes: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("test:inbox:*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if inboxes.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's inbox is still subscribed: {inboxes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     send(
         &mut wa,
         json!({"type": "offer", "to": b.did(), "payload": {"lost": false}}),

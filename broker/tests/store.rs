@@ -172,3 +172,61 @@ async fn a_broker_whose_redis_dies_answers_503_problems() {
     common::assert_problem(&got, 503, "store_unavailable");
     env.stop().await;
 }
+
+/// The bus's routing rules on a real Redis: a claim whose inbox nobody reads
+/// is dropped and the message waits; `keep` never publishes and leaves
+/// claims alone; the pending list is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
+    use broker::store::{BusDelivery, BusLimits};
+    let (s, _redis) = store(StoreKind::Redis).await;
+    let bus = s
+        .bus(BusLimits {
+            pending: 2,
+            pending_ttl: Duration::from_secs(30),
+            presence_ttl: Duration::from_secs(30),
+        })
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    // r1 claims b; nobody reads r1's inbox (r1 died): a send buffers.
+    bus.attach("r1", "s", "b", now).await.unwrap();
+    assert_eq!(
+        bus.send("s", "b", "m1", now).await.unwrap(),
+        BusDelivery::Buffered
+    );
+    // b connects to r2: it gets the message; the dead claim was dropped.
+    let found = bus.attach("r2", "s", "b", now).await.unwrap();
+    assert_eq!(
+        (found.previous, found.pending),
+        (None, vec!["m1".to_owned()])
+    );
+    // r1 keeps a late message for b: buffered, r2's claim untouched.
+    assert_eq!(
+        bus.keep("s", "b", "m2", now).await.unwrap(),
+        BusDelivery::Buffered
+    );
+    assert_eq!(
+        bus.keep("s", "b", "m3", now).await.unwrap(),
+        BusDelivery::Buffered
+    );
+    assert_eq!(
+        bus.keep("s", "b", "m4", now).await.unwrap(),
+        BusDelivery::BufferFull
+    );
+    let found = bus.attach("r3", "s", "b", now).await.unwrap();
+    assert_eq!(found.previous.as_deref(), Some("r2"));
+    assert_eq!(found.pending, vec!["m2".to_owned(), "m3".to_owned()]);
+    // Nobody reads r3's inbox here: a send finds the claim dead and buffers.
+    assert_eq!(
+        bus.send("s", "b", "m5", now).await.unwrap(),
+        BusDelivery::Buffered
+    );
+    // The in-memory store has no bus: its process is the only replica.
+    assert!(MemoryStore::new(10)
+        .bus(BusLimits {
+            pending: 1,
+            pending_ttl: Duration::from_secs(1),
+            presence_ttl: Duration::from_secs(1),
+        })
+        .is_none());
+}

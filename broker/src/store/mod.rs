@@ -177,8 +177,21 @@ pub trait SignalBus: Send + Sync + std::fmt::Debug + 'static {
         deliver: Deliver,
     ) -> BoxFuture<'a, Result<tokio::task::JoinHandle<()>, StoreError>>;
 
-    /// Sends a stamped message to `to` in `session`.
+    /// Sends a stamped message to `to` in `session` (which the sending
+    /// replica does not have connected).
     fn send<'a>(
+        &'a self,
+        session: &'a str,
+        to: &'a str,
+        msg: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>>;
+
+    /// Buffers a message that reached a replica for a member it no longer
+    /// has (it left just before): the member receives it when it connects
+    /// again, wherever. Never publishes, so a message cannot bounce, and
+    /// leaves every presence claim alone.
+    fn keep<'a>(
         &'a self,
         session: &'a str,
         to: &'a str,

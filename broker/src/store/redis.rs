@@ -35,11 +35,13 @@ return 0
 ";
 
 // KEYS: presence, pending. ARGV: inbox channel prefix, envelope, pending
-// entry, pending bound, pending ttl (ms). A presence whose inbox nobody
-// reads (its replica died) is dropped and the message buffered instead.
+// entry, pending bound, pending ttl (ms), '1' to publish ('0' only buffers).
+// A presence whose inbox nobody reads (its replica died) is dropped and the
+// message buffered instead. A presence naming the sender's own replica is
+// honoured: the member may have connected there since the sender looked.
 const SEND: &str = r"
 local r = redis.call('GET', KEYS[1])
-if r then
+if r and ARGV[6] == '1' then
   if redis.call('PUBLISH', ARGV[1] .. r, ARGV[2]) > 0 then return 1 end
   redis.call('DEL', KEYS[1])
 end
@@ -144,6 +146,44 @@ impl RedisStore {
             pending: 64,
             pending_ttl: Duration::from_secs(30),
             presence_ttl: Duration::from_secs(30),
+        })
+    }
+
+    /// Runs [`SEND`]: publish to the member's replica (if `publish`) or buffer.
+    async fn route(
+        &self,
+        session: &str,
+        to: &str,
+        msg: &str,
+        now: SystemTime,
+        publish: bool,
+    ) -> Result<BusDelivery, StoreError> {
+        let limits = self.bus_limits();
+        let envelope = serde_json::to_string(&Envelope::Message {
+            s: session.to_owned(),
+            d: to.to_owned(),
+            m: msg.to_owned(),
+        })
+        .unwrap_or_default();
+        let mut c = self.conn.clone();
+        let outcome: i64 = self
+            .run(
+                self.send
+                    .key(self.member_key("presence", session, to))
+                    .key(self.member_key("pending", session, to))
+                    .arg(self.inbox_prefix())
+                    .arg(envelope)
+                    .arg(format!("{}:{msg}", unix_ms(now)))
+                    .arg(limits.pending)
+                    .arg(millis(limits.pending_ttl))
+                    .arg(if publish { "1" } else { "0" })
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(match outcome {
+            1 => BusDelivery::Published,
+            0 => BusDelivery::Buffered,
+            _ => BusDelivery::BufferFull,
         })
     }
 
@@ -350,34 +390,17 @@ impl SignalBus for RedisStore {
         msg: &'a str,
         now: SystemTime,
     ) -> BoxFuture<'a, Result<BusDelivery, StoreError>> {
-        Box::pin(async move {
-            let limits = self.bus_limits();
-            let envelope = serde_json::to_string(&Envelope::Message {
-                s: session.to_owned(),
-                d: to.to_owned(),
-                m: msg.to_owned(),
-            })
-            .unwrap_or_default();
-            let mut c = self.conn.clone();
-            let outcome: i64 = self
-                .run(
-                    self.send
-                        .key(self.member_key("presence", session, to))
-                        .key(self.member_key("pending", session, to))
-                        .arg(self.inbox_prefix())
-                        .arg(envelope)
-                        .arg(format!("{}:{msg}", unix_ms(now)))
-                        .arg(limits.pending)
-                        .arg(millis(limits.pending_ttl))
-                        .invoke_async(&mut c),
-                )
-                .await?;
-            Ok(match outcome {
-                1 => BusDelivery::Published,
-                0 => BusDelivery::Buffered,
-                _ => BusDelivery::BufferFull,
-            })
-        })
+        Box::pin(self.route(session, to, msg, now, true))
+    }
+
+    fn keep<'a>(
+        &'a self,
+        session: &'a str,
+        to: &'a str,
+        msg: &'a str,
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>> {
+        Box::pin(self.route(session, to, msg, now, false))
     }
 
     fn attach<'a>(
