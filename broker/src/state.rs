@@ -319,7 +319,7 @@ impl State {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::error_chain(&e), "could not reclaim a signaling presence; the next refresh tries again");
+                    tracing::warn!(error = %crate::error_chain(&e), "could not reclaim a signaling presence; the next refresh (every 10 s) restores it, and what waited for the member arrives when it reconnects");
                     return;
                 }
             }

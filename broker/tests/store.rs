@@ -216,6 +216,25 @@ async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
     let found = bus.attach("r3", "s", "b", now).await.unwrap();
     assert_eq!(found.previous.as_deref(), Some("r2"));
     assert_eq!(found.pending, vec!["m2".to_owned(), "m3".to_owned()]);
+    // A refresh keeps r3's claim, restores it when it vanished, and never
+    // takes over another replica's.
+    let members = vec![("s".to_owned(), "b".to_owned())];
+    bus.refresh("r3", &members).await.unwrap();
+    bus.detach("r3", "s", "b").await.unwrap();
+    bus.refresh("r3", &members).await.unwrap();
+    let found = bus.attach("r4", "s", "b", now).await.unwrap();
+    assert_eq!(
+        found.previous.as_deref(),
+        Some("r3"),
+        "the refresh restored r3's claim"
+    );
+    bus.refresh("r3", &members).await.unwrap();
+    let found = bus.attach("r3", "s", "b", now).await.unwrap();
+    assert_eq!(
+        found.previous.as_deref(),
+        Some("r4"),
+        "r3 did not take over r4's claim"
+    );
     // Nobody reads r3's inbox here: a send finds the claim dead and buffers.
     assert_eq!(
         bus.send("s", "b", "m5", now).await.unwrap(),

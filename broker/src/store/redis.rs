@@ -60,10 +60,17 @@ redis.call('DEL', KEYS[2])
 return {old or '', p}
 ";
 
-// KEYS: presence. ARGV: replica, ttl (ms; 0 deletes).
+// KEYS: presence. ARGV: replica, ttl (ms; 0 deletes). A refresh also
+// restores a claim that vanished (a Redis restart without persistence), but
+// never takes over another replica's.
 const IF_MINE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local v = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' then
+  if v == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+  return 0
+end
+if v == ARGV[1] or not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
