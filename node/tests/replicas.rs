@@ -157,14 +157,20 @@ fn watch(child: &mut Child) -> mpsc::Receiver<String> {
 /// Waits until the child reports that `phase` finished.
 fn until_phase(lines: &mpsc::Receiver<String>, phase: &str, within: Duration) {
     let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("phase {phase} did not finish within {within:?}"));
+        let line = match lines.recv_timeout(left) {
+            Ok(l) => l,
+            Err(e) => panic!(
+                "phase {phase} did not finish within {within:?} ({e}); the party said:\n{}",
+                seen.join("\n")
+            ),
+        };
         if serde_json::from_str::<Value>(&line).is_ok_and(|v| v["phase"] == phase) {
             return;
         }
+        seen.push(line);
     }
 }
 

@@ -136,37 +136,53 @@ impl BrokerProcess {
     /// Starts a replica with `key_file` (shared by all replicas) on Redis
     /// `redis_url`, trusting `organizer`, and waits until it is healthy.
     pub fn start(key_file: &Path, redis_url: &str, organizer: &Keypair) -> Self {
-        let port = free_port();
-        let child = Command::new(broker_binary())
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis-url",
-                redis_url,
-            ])
-            .args([
-                "--trusted-organizer",
-                organizer.did().as_str(),
-                "--workers",
-                "1",
-            ])
-            .arg("--key")
-            .arg(key_file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let b = BrokerProcess { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !b.healthy() {
-            assert!(
-                Instant::now() < deadline,
-                "mpc-broker on {port} did not become healthy"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        // A free port can be taken by another test between our probe and the
+        // broker's bind; then the broker exits and another one answers there.
+        // Check that *our* process is the one that became healthy.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(broker_binary())
+                .args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--redis-url",
+                    redis_url,
+                ])
+                .args([
+                    "--trusted-organizer",
+                    organizer.did().as_str(),
+                    "--workers",
+                    "1",
+                ])
+                .arg("--key")
+                .arg(key_file)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let mut b = BrokerProcess { child, port };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if b.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if b.healthy() {
+                    // Still ours a moment later (not a neighbour's broker).
+                    std::thread::sleep(Duration::from_millis(50));
+                    if b.child.try_wait().unwrap().is_none() {
+                        return b;
+                    }
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "mpc-broker on {port} did not become healthy"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        b
+        panic!("mpc-broker did not start on any of 5 free ports");
     }
 
     pub fn url(&self) -> String {
