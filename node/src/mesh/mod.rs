@@ -32,6 +32,7 @@
 
 pub mod binding;
 mod error;
+mod handshake;
 mod peer;
 mod transport;
 

@@ -2,7 +2,7 @@
 //! bindings, trickled candidates, DTLS certificate check, transcript exchange).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::future::try_join_all;
 use identity::Keypair;
@@ -20,25 +20,19 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
-use super::binding::{
-    check_dtls_certificate, check_sdp_fingerprints, verify_binding, BindingContext, ChannelBinding,
-    Fingerprint, Role, Transcript,
-};
+use super::binding::{Fingerprint, Role};
 use super::error::{MeshError, PeerRef, Phase};
-use super::transport::{parse_frame, transcript_frame, Frame, Mesh, VerifiedPair};
+use super::handshake::{Action, Input, PairContext, PairHandshake, CHANNEL_LABEL};
+use super::transport::{Mesh, VerifiedPair};
 use super::{MeshConfig, MeshRoster, SignalKind, SignalMessage, Signaling};
 
 /// Signaling messages queued per peer between the router and that pair's handshake.
 const SIGNALS_PER_PEER: usize = 64;
 /// Local ICE candidates queued between the `webrtc` driver and the pair's handshake.
 const LOCAL_CANDIDATES: usize = 64;
-/// Remote candidates held until the remote description is applied.
-const MAX_EARLY_CANDIDATES: usize = 64;
-/// Label of the one data channel of a pair.
-const CHANNEL_LABEL: &str = "mpc";
 /// How often the offerer wakes its connection's driver while the channel is coming up (see
 /// the `nudge` branch of [`handshake`]).
-const NUDGE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+const NUDGE_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Makes the session's DTLS certificate: ECDSA P-256, the one key type every DTLS stack (and
 /// browser) takes in both client and server roles.
@@ -115,6 +109,16 @@ async fn build_pair(
     };
     let settings = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(config.ice_check_interval), None)
+        // A peer-reflexive remote candidate is a peer's address learnt from its connectivity
+        // check arriving before its trickled candidate: in a large mesh the checks outrun
+        // the signaling, and the crate's default then holds nomination back for 1 s, which was
+        // the whole of the ~1 s step in 10-party set-ups (measured with per-pair timelines:
+        // ICE "checking" at ~10 ms, "connected" at ~1015 ms). The pair it forms has already
+        // answered a check, so there is nothing better to wait for.
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        // With a relay-only policy every candidate is a relay one: waiting the default 2 s
+        // for a better kind of candidate cannot find one.
+        .with_relay_acceptance_min_wait(config.relay_only.then_some(Duration::ZERO))
         .with_ice_timeouts(
             Some(config.ice_disconnected_timeout),
             Some(config.ice_failed_timeout),
@@ -321,12 +325,9 @@ async fn abort_all(
     futures::future::join_all(pcs.iter().map(|(_, pc)| pc.close())).await;
 }
 
-/// The offer/answer payload: `{sdp, binding}`.
-fn description_payload(sdp: &str, binding: Value) -> Value {
-    json!({"sdp": sdp, "binding": binding})
-}
-
-/// Runs one pair from its first signaling message to the verified transcript.
+/// Runs one pair from its first signaling message to the verified transcript: the async shell
+/// around [`PairHandshake`], which decides everything; this loop only waits for the pair's
+/// events, feeds them in and performs the machine's actions on the `webrtc` objects.
 async fn handshake(
     ctx: &PairCtx<'_>,
     pair: Pair,
@@ -348,155 +349,110 @@ async fn handshake(
         phase,
         source,
     };
-    let my_binding = ChannelBinding {
-        session: ctx.roster.session.clone(),
-        roster_hash: ctx.roster.roster_hash.clone(),
-        from: ctx.me.clone(),
-        to: peer.clone(),
-        fingerprint: ctx.my_fingerprint,
-    }
-    .sign(ctx.keypair, ctx.created)
-    .map_err(|reason| MeshError::BindingSigning {
-        peer: peer.clone(),
-        reason,
-    })?;
-    let binding_ctx = BindingContext {
-        session: &ctx.roster.session,
-        roster_hash: &ctx.roster.roster_hash,
-        me: &ctx.me,
-        peer: &peer,
-    };
-
-    let mut phase = match role {
-        Role::Offerer => {
-            let offer = pc
-                .create_offer(None)
-                .await
-                .map_err(|e| webrtc_err(Phase::Setup, e))?;
-            pc.set_local_description(offer.clone())
-                .await
-                .map_err(|e| webrtc_err(Phase::Setup, e))?;
-            send_signal(
-                ctx,
-                &peer,
-                Phase::Setup,
-                SignalKind::Offer,
-                description_payload(&offer.sdp, my_binding.clone()),
-            )
-            .await?;
-            Phase::Answer
-        }
-        Role::Answerer => Phase::Offer,
-    };
-    let mut deadline = Instant::now() + timeout;
+    let mut machine = PairHandshake::new(
+        PairContext {
+            keypair: ctx.keypair,
+            session: &ctx.roster.session,
+            roster_hash: &ctx.roster.roster_hash,
+            me: &ctx.me,
+            peer: &peer,
+            role,
+            my_fingerprint: ctx.my_fingerprint,
+            created: ctx.created,
+            timeout,
+        },
+        now(),
+    )?;
     let mut nudge = tokio::time::interval(NUDGE_INTERVAL);
     nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut early_candidates: Vec<RTCIceCandidateInit> = Vec::new();
-    let mut remote_set = false;
-    let mut peer_fingerprint: Option<Fingerprint> = None;
+    // The answerer's channel while the machine decides whether to take it.
+    let mut offered: Option<Arc<dyn DataChannel>> = None;
     let (mut signals_open, mut candidates_open, mut state_open) = (true, true, true);
+    // The phase the current actions were asked for in (errors name it).
+    let mut phase = machine.phase();
 
     loop {
-        tokio::select! {
-            msg = signals.recv(), if signals_open => {
-                let Some(msg) = msg else {
-                    signals_open = false;
-                    if matches!(phase, Phase::Offer | Phase::Answer) {
-                        return Err(MeshError::SignalingClosed { peer: peer.clone(), phase });
+        while let Some(action) = machine.poll_action() {
+            match action {
+                Action::CreateOffer | Action::CreateAnswer => {
+                    let desc = if matches!(action, Action::CreateOffer) {
+                        pc.create_offer(None).await
+                    } else {
+                        pc.create_answer(None).await
                     }
-                    continue;
-                };
-                match (msg.kind, role, phase) {
-                    (SignalKind::Offer, Role::Answerer, Phase::Offer)
-                    | (SignalKind::Answer, Role::Offerer, Phase::Answer) => {
-                        let (sdp, fingerprint) =
-                            check_description(&msg.payload, &binding_ctx, &peer, phase)?;
-                        let desc = match role {
-                            Role::Answerer => RTCSessionDescription::offer(sdp),
-                            Role::Offerer => RTCSessionDescription::answer(sdp),
-                        }
-                        .map_err(|e| protocol(&peer, phase, format!("bad SDP: {e}")))?;
-                        pc.set_remote_description(desc)
-                            .await
-                            .map_err(|e| protocol(&peer, phase, format!("SDP refused: {e}")))?;
-                        remote_set = true;
-                        peer_fingerprint = Some(fingerprint);
-                        for c in early_candidates.drain(..) {
-                            add_candidate(&*pc, c, &peer, phase).await?;
-                        }
-                        if role == Role::Answerer {
-                            let answer = pc
-                                .create_answer(None)
-                                .await
-                                .map_err(|e| webrtc_err(phase, e))?;
-                            pc.set_local_description(answer.clone())
-                                .await
-                                .map_err(|e| webrtc_err(phase, e))?;
-                            send_signal(
-                                ctx,
-                                &peer,
-                                phase,
-                                SignalKind::Answer,
-                                description_payload(&answer.sdp, my_binding.clone()),
-                            )
-                            .await?;
-                        }
-                        phase = Phase::Connect;
-                        deadline = Instant::now() + timeout;
+                    .map_err(|e| webrtc_err(phase, e))?;
+                    pc.set_local_description(desc.clone())
+                        .await
+                        .map_err(|e| webrtc_err(phase, e))?;
+                    machine.handle(now(), Input::LocalDescription(desc.sdp))?;
+                }
+                Action::SetRemoteDescription { sdp, kind } => {
+                    let desc = if kind == SignalKind::Offer {
+                        RTCSessionDescription::offer(sdp)
+                    } else {
+                        RTCSessionDescription::answer(sdp)
                     }
-                    (SignalKind::Candidate, _, _) => {
-                        let c: RTCIceCandidateInit = serde_json::from_value(msg.payload)
-                            .map_err(|e| protocol(&peer, phase, format!("bad candidate: {e}")))?;
-                        if c.candidate.is_empty() {
-                            // End-of-candidates marker: nothing to add.
-                        } else if remote_set {
-                            add_candidate(&*pc, c, &peer, phase).await?;
-                        } else if early_candidates.len() < MAX_EARLY_CANDIDATES {
-                            early_candidates.push(c);
-                        } else {
-                            return Err(protocol(&peer, phase, "too many early candidates".into()));
-                        }
-                    }
-                    (SignalKind::Bye, _, _) => {
-                        return Err(MeshError::PeerClosed {
+                    .map_err(|e| protocol(&peer, phase, format!("bad SDP: {e}")))?;
+                    pc.set_remote_description(desc)
+                        .await
+                        .map_err(|e| protocol(&peer, phase, format!("SDP refused: {e}")))?;
+                }
+                Action::AddCandidate(c) => pc
+                    .add_ice_candidate(c)
+                    .await
+                    .map_err(|e| protocol(&peer, phase, format!("bad ICE candidate: {e}")))?,
+                Action::Signal(kind, payload) => {
+                    send_signal(ctx, &peer, phase, kind, payload).await?;
+                }
+                Action::AcceptChannel => dc = offered.take(),
+                Action::SendOnChannel(frame) => {
+                    let Some(channel) = dc.as_ref() else {
+                        return Err(protocol(&peer, phase, "no data channel to send on".into()));
+                    };
+                    tokio::time::timeout(timeout, channel.send(frame))
+                        .await
+                        .map_err(|_| MeshError::Timeout {
                             peer: peer.clone(),
                             phase,
-                            reason: Some(bye_reason(&msg.payload)),
-                        });
-                    }
-                    (SignalKind::Binding, _, _) => {
-                        tracing::debug!(peer = peer.index, "standalone binding ignored");
-                    }
-                    (kind, _, _) => {
-                        return Err(protocol(
-                            &peer,
-                            phase,
-                            format!("unexpected {} message", kind.as_str()),
-                        ));
-                    }
+                            after: timeout,
+                        })?
+                        .map_err(|e| webrtc_err(phase, e))?;
+                }
+                Action::Verified { remote_fingerprint } => {
+                    let Some(dc) = dc else {
+                        return Err(protocol(&peer, phase, "verified without a channel".into()));
+                    };
+                    return Ok(VerifiedPair {
+                        peer,
+                        pc,
+                        dc,
+                        state,
+                        remote_fingerprint,
+                        setup: started.elapsed(),
+                    });
                 }
             }
-            local = candidates.recv(), if candidates_open => {
-                match local {
-                    Some(c) => {
-                        let payload = serde_json::to_value(&c)
-                            .map_err(|e| protocol(&peer, phase, format!("candidate: {e}")))?;
-                        send_signal(ctx, &peer, phase, SignalKind::Candidate, payload).await?;
-                    }
-                    None => candidates_open = false,
+        }
+        phase = machine.phase();
+        tokio::select! {
+            msg = signals.recv(), if signals_open => match msg {
+                Some(msg) => machine.handle(now(), Input::Signal(msg.kind, msg.payload))?,
+                None => {
+                    signals_open = false;
+                    machine.handle(now(), Input::SignalingClosed)?;
                 }
-            }
+            },
+            local = candidates.recv(), if candidates_open => match local {
+                Some(c) => machine.handle(now(), Input::LocalCandidate(c))?,
+                None => candidates_open = false,
+            },
             changed = state.changed(), if state_open => {
-                let now = *state.borrow_and_update();
+                let current = *state.borrow_and_update();
                 if changed.is_err() {
                     state_open = false;
                 }
-                if matches!(now, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
-                    return Err(MeshError::PeerClosed {
-                        peer: peer.clone(),
-                        phase,
-                        reason: Some(format!("connection {now}")),
-                    });
+                if matches!(current, RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) {
+                    machine.handle(now(), Input::ConnectionLost(current.to_string()))?;
                 }
             }
             // webrtc 0.21's driver flushes the packets that handling a protocol event produced
@@ -511,85 +467,59 @@ async fn handshake(
                     let _ = channel.set_buffered_amount_low_threshold(0).await;
                 }
             }
-            channel = channels.recv(), if dc.is_none() => {
+            channel = channels.recv(), if dc.is_none() && offered.is_none() => {
                 if let Some(channel) = channel {
-                    dc = Some(accept_channel(channel, &peer, phase).await?);
+                    let input = remote_channel(&*channel).await;
+                    offered = Some(channel);
+                    machine.handle(now(), input)?;
                 }
             }
             event = next_event(dc.as_ref()) => match event {
                 Some(DataChannelEvent::OnOpen) if phase == Phase::Connect => {
-                    let Some(signed) = peer_fingerprint.as_ref() else {
-                        return Err(protocol(&peer, phase, "channel open before the SDP".into()));
-                    };
-                    // The certificate DTLS actually authenticated, against the signed one.
+                    // The certificate chain DTLS actually authenticated.
                     let sctp = pc.sctp().await.ok_or_else(|| {
                         protocol(&peer, phase, "no SCTP transport after open".into())
                     })?;
-                    let chain = sctp
+                    let remote_chain = sctp
                         .transport()
                         .get_remote_certificates()
                         .await
                         .map_err(|e| webrtc_err(phase, e))?;
-                    check_dtls_certificate(&chain, signed, &peer)?;
-                    let transcript = pair_transcript(ctx, &peer, role, signed);
-                    let signature = transcript.sign(ctx.keypair, role);
-                    let Some(channel) = dc.as_ref() else {
-                        return Err(protocol(&peer, phase, "open without a channel".into()));
-                    };
-                    tokio::time::timeout(timeout, channel.send(transcript_frame(&signature)))
-                        .await
-                        .map_err(|_| MeshError::Timeout { peer: peer.clone(), phase, after: timeout })?
-                        .map_err(|e| webrtc_err(phase, e))?;
-                    phase = Phase::Transcript;
-                    deadline = Instant::now() + timeout;
+                    machine.handle(now(), Input::ChannelOpen { remote_chain })?;
                 }
-                Some(DataChannelEvent::OnMessage(msg)) if phase == Phase::Transcript => {
-                    let Some(signed) = peer_fingerprint.as_ref() else {
-                        return Err(protocol(&peer, phase, "message before the SDP".into()));
-                    };
-                    let signature = match parse_frame(&msg.data) {
-                        Ok(Frame::Transcript(sig)) => sig,
-                        _ => {
-                            return Err(MeshError::TranscriptInvalid {
-                                peer: peer.clone(),
-                                reason: "the first data-channel message is not a transcript"
-                                    .into(),
-                            })
-                        }
-                    };
-                    let peer_role = match role {
-                        Role::Offerer => Role::Answerer,
-                        Role::Answerer => Role::Offerer,
-                    };
-                    pair_transcript(ctx, &peer, role, signed).verify(peer_role, signature)?;
-                    let Some(dc) = dc else {
-                        return Err(protocol(&peer, phase, "message without a channel".into()));
-                    };
-                    return Ok(VerifiedPair {
-                        peer,
-                        pc,
-                        dc,
-                        state,
-                        remote_fingerprint: *signed,
-                        setup: started.elapsed(),
-                    });
-                }
-                Some(DataChannelEvent::OnMessage(_)) => {
-                    return Err(protocol(&peer, phase, "data before the channel opened".into()));
+                Some(DataChannelEvent::OnMessage(msg)) => {
+                    machine.handle(now(), Input::ChannelMessage(&msg.data))?;
                 }
                 Some(DataChannelEvent::OnClose) | None => {
-                    return Err(MeshError::PeerClosed {
-                        peer: peer.clone(),
-                        phase,
-                        reason: Some("the data channel closed".into()),
-                    });
+                    machine.handle(now(), Input::ChannelClosed)?;
                 }
                 Some(_) => {}
             },
-            () = tokio::time::sleep_until(deadline) => {
-                return Err(MeshError::Timeout { peer: peer.clone(), phase, after: timeout });
+            () = tokio::time::sleep_until(Instant::from_std(machine.deadline())) => {
+                machine.handle_timeout(now())?;
             }
         }
+    }
+}
+
+/// The machine's clock.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// What the machine needs to know about the channel the offerer opened.
+async fn remote_channel(channel: &dyn DataChannel) -> Input<'static> {
+    let reliable = matches!(
+        (
+            channel.max_retransmits().await,
+            channel.max_packet_life_time().await
+        ),
+        (Ok(None), Ok(None))
+    );
+    Input::RemoteChannel {
+        label: channel.label().await.unwrap_or_default(),
+        ordered: channel.ordered().await.unwrap_or(false),
+        reliable,
     }
 }
 
@@ -599,90 +529,6 @@ async fn next_event(dc: Option<&Arc<dyn DataChannel>>) -> Option<DataChannelEven
         Some(dc) => dc.poll().await,
         None => futures::future::pending().await,
     }
-}
-
-/// The answerer takes the offerer's channel only if it is the ordered, reliable `mpc` channel.
-async fn accept_channel(
-    channel: Arc<dyn DataChannel>,
-    peer: &PeerRef,
-    phase: Phase,
-) -> Result<Arc<dyn DataChannel>, MeshError> {
-    let label = channel.label().await.unwrap_or_default();
-    let ordered = channel.ordered().await.unwrap_or(false);
-    let reliable = matches!(
-        (
-            channel.max_retransmits().await,
-            channel.max_packet_life_time().await
-        ),
-        (Ok(None), Ok(None))
-    );
-    if label != CHANNEL_LABEL || !ordered || !reliable {
-        return Err(protocol(
-            peer,
-            phase,
-            format!(
-                "the data channel must be the ordered, reliable {CHANNEL_LABEL:?} channel (got \
-                 label {:?}, ordered {ordered}, reliable {reliable})",
-                label.chars().take(64).collect::<String>()
-            ),
-        ));
-    }
-    Ok(channel)
-}
-
-/// Checks an offer/answer payload before any of it is applied: the binding verifies for this
-/// pair, and every SDP fingerprint is the signed one. Returns the SDP and the signed
-/// fingerprint.
-fn check_description(
-    payload: &Value,
-    ctx: &BindingContext<'_>,
-    peer: &PeerRef,
-    phase: Phase,
-) -> Result<(String, Fingerprint), MeshError> {
-    let sdp = payload
-        .get("sdp")
-        .and_then(Value::as_str)
-        .ok_or_else(|| protocol(peer, phase, "no sdp in the payload".into()))?;
-    let binding = payload
-        .get("binding")
-        .ok_or_else(|| MeshError::MalformedBinding {
-            peer: peer.clone(),
-            reason: "no binding in the payload".into(),
-        })?;
-    let signed = verify_binding(binding, ctx)?;
-    check_sdp_fingerprints(sdp, &signed, peer)?;
-    Ok((sdp.to_owned(), signed))
-}
-
-fn pair_transcript<'a>(
-    ctx: &'a PairCtx<'_>,
-    peer: &'a PeerRef,
-    role: Role,
-    peer_fingerprint: &'a Fingerprint,
-) -> Transcript<'a> {
-    let (offerer, answerer, offerer_fingerprint, answerer_fingerprint) = match role {
-        Role::Offerer => (&ctx.me, peer, &ctx.my_fingerprint, peer_fingerprint),
-        Role::Answerer => (peer, &ctx.me, peer_fingerprint, &ctx.my_fingerprint),
-    };
-    Transcript {
-        session: &ctx.roster.session,
-        roster_hash: &ctx.roster.roster_hash,
-        offerer,
-        answerer,
-        offerer_fingerprint,
-        answerer_fingerprint,
-    }
-}
-
-async fn add_candidate(
-    pc: &dyn PeerConnection,
-    c: RTCIceCandidateInit,
-    peer: &PeerRef,
-    phase: Phase,
-) -> Result<(), MeshError> {
-    pc.add_ice_candidate(c)
-        .await
-        .map_err(|e| protocol(peer, phase, format!("bad ICE candidate: {e}")))
 }
 
 async fn send_signal(
@@ -718,16 +564,4 @@ fn protocol(peer: &PeerRef, phase: Phase, reason: String) -> MeshError {
         phase,
         reason,
     }
-}
-
-/// The reason a peer gave in its `bye` (peer-supplied text: truncated).
-fn bye_reason(payload: &Value) -> String {
-    let field = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("");
-    let text = match (field("reason"), field("detail")) {
-        ("", "") => "bye".to_owned(),
-        (r, "") => r.to_owned(),
-        ("", d) => d.to_owned(),
-        (r, d) => format!("{r}: {d}"),
-    };
-    text.chars().take(300).collect()
 }
