@@ -7,7 +7,8 @@
 //!     m = 3 and 5 parties over the verified mesh, next to the same over mpc-core's plain TCP
 //!     transport; compute time only (from a barrier after the engine's set-up to the output).
 //!
-//! `MESH_BENCH_SETUP_ONLY=1` stops after (a); `MESH_BENCH_REPS` sets the MPC repetitions.
+//! `MESH_BENCH_PARTS` picks the tables (default `abc`); `MESH_BENCH_REPS` sets the MPC
+//! repetitions (default 9).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -77,17 +78,69 @@ fn relay(n: usize) -> Vec<Signaling> {
     signalings
 }
 
-/// Builds an `n`-party mesh; returns the meshes (index order), their signaling (kept open as
-/// long as the meshes) and the time until the last party had every channel verified.
-async fn build_mesh(session: &str, n: usize) -> (Vec<Mesh>, Vec<Signaling>, Duration) {
+/// One party's single-threaded runtime on a thread of its own, as `mpc-node join` runs a
+/// party (one process, one thread): the party's `webrtc` drivers, readers and MPC engine wake
+/// each other without crossing threads. Work is spawned on it through `handle`; dropping it
+/// stops the runtime.
+struct PartyThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PartyThread {
+    fn new() -> Self {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            handle_tx.send(rt.handle().clone()).unwrap();
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        PartyThread {
+            handle: handle_rx.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn threads(n: usize) -> Vec<PartyThread> {
+        (0..n).map(|_| PartyThread::new()).collect()
+    }
+}
+
+impl Drop for PartyThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Builds an `n`-party mesh, each party on its own [`PartyThread`]; returns the meshes (index
+/// order), their signaling (kept open as long as the meshes), the parties' threads and the
+/// time until the last party had every channel verified.
+async fn build_mesh(
+    session: &str,
+    n: usize,
+) -> (Vec<Mesh>, Vec<Signaling>, Vec<PartyThread>, Duration) {
     let roster = roster(session, n);
+    let parties = PartyThread::threads(n);
     let started = Instant::now();
     let tasks: Vec<_> = relay(n)
         .into_iter()
         .enumerate()
         .map(|(i, mut sig)| {
             let roster = roster.clone();
-            tokio::spawn(async move {
+            parties[i].handle.spawn(async move {
                 let mesh = connect(&keypair(i), &roster, &config(), &mut sig)
                     .await
                     .expect("mesh");
@@ -101,11 +154,17 @@ async fn build_mesh(session: &str, n: usize) -> (Vec<Mesh>, Vec<Signaling>, Dura
         meshes.push(mesh);
         sigs.push(sig);
     }
-    (meshes, sigs, started.elapsed())
+    (meshes, sigs, parties, started.elapsed())
 }
 
-async fn close_all(meshes: Vec<Mesh>) {
-    futures::future::join_all(meshes.into_iter().map(Mesh::close)).await;
+async fn close_all(meshes: Vec<Mesh>, parties: &[PartyThread]) {
+    futures::future::join_all(
+        meshes
+            .into_iter()
+            .zip(parties)
+            .map(|(mesh, p)| p.handle.spawn(mesh.close())),
+    )
+    .await;
 }
 
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
@@ -147,9 +206,9 @@ async fn setup_table() -> (Duration, Duration) {
     for (n, runs) in [(2usize, 7usize), (3, 5), (5, 5), (10, 10)] {
         let mut times = Vec::new();
         for r in 0..runs {
-            let (meshes, _sigs, t) = build_mesh(&format!("benchSetup{n}x{r}"), n).await;
+            let (meshes, _sigs, parties, t) = build_mesh(&format!("benchSetup{n}x{r}"), n).await;
             times.push(t);
-            close_all(meshes).await;
+            close_all(meshes, &parties).await;
         }
         let times = sorted(times);
         println!(
@@ -183,36 +242,43 @@ struct Traffic {
 }
 
 async fn mesh_traffic() -> Traffic {
-    let (mut ms_, _sigs, _) = build_mesh("benchTraffic01", 2).await;
+    let (mut ms_, _sigs, parties, _) = build_mesh("benchTraffic01", 2).await;
     let mut b = ms_.pop().unwrap();
     let mut a = ms_.pop().unwrap();
-    let echo = tokio::spawn(async move {
+    let echo = parties[1].handle.spawn(async move {
         for _ in 0..RTT_ROUNDS + 100 + BULK_RUNS {
             let m = b.recv(0).await.unwrap();
             b.send(0, m).await.unwrap();
         }
         b
     });
-    let mut rtts = Vec::new();
-    for i in 0..RTT_ROUNDS + 100 {
-        let t = Instant::now();
-        a.send(1, vec![0x5a; 64]).await.unwrap();
-        a.recv(1).await.unwrap();
-        if i >= 100 {
-            rtts.push(t.elapsed());
-        }
-    }
-    let big = vec![0xa5u8; BULK];
-    let mut bulk = Vec::new();
-    for _ in 0..BULK_RUNS {
-        let t = Instant::now();
-        a.send(1, big.clone()).await.unwrap();
-        let back = a.recv(1).await.unwrap();
-        assert_eq!(back.len(), BULK);
-        bulk.push(t.elapsed());
-    }
+    let (a, rtts, bulk) = parties[0]
+        .handle
+        .spawn(async move {
+            let mut rtts = Vec::new();
+            for i in 0..RTT_ROUNDS + 100 {
+                let t = Instant::now();
+                a.send(1, vec![0x5a; 64]).await.unwrap();
+                a.recv(1).await.unwrap();
+                if i >= 100 {
+                    rtts.push(t.elapsed());
+                }
+            }
+            let big = vec![0xa5u8; BULK];
+            let mut bulk = Vec::new();
+            for _ in 0..BULK_RUNS {
+                let t = Instant::now();
+                a.send(1, big.clone()).await.unwrap();
+                let back = a.recv(1).await.unwrap();
+                assert_eq!(back.len(), BULK);
+                bulk.push(t.elapsed());
+            }
+            (a, rtts, bulk)
+        })
+        .await
+        .unwrap();
     let b = echo.await.unwrap();
-    tokio::join!(a.close(), b.close());
+    close_all(vec![a, b], &parties).await;
     traffic(rtts, bulk)
 }
 
@@ -240,10 +306,15 @@ async fn write_frame(s: &mut tokio::net::TcpStream, m: &[u8]) {
     s.write_all(&buf).await.unwrap();
 }
 
+/// The same exchange over a plain TCP connection, each end on its own [`PartyThread`] like
+/// the mesh's.
 async fn tcp_traffic() -> Traffic {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let parties = PartyThread::threads(2);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let echo = tokio::spawn(async move {
+    listener.set_nonblocking(true).unwrap();
+    let echo = parties[1].handle.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let (mut s, _) = listener.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
         for _ in 0..RTT_ROUNDS + 100 + BULK_RUNS {
@@ -251,27 +322,34 @@ async fn tcp_traffic() -> Traffic {
             write_frame(&mut s, &m).await;
         }
     });
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut rtts = Vec::new();
-    for i in 0..RTT_ROUNDS + 100 {
-        let t = Instant::now();
-        write_frame(&mut s, &[0x5a; 64]).await;
-        read_frame(&mut s).await;
-        if i >= 100 {
-            rtts.push(t.elapsed());
-        }
-    }
-    let big = vec![0xa5u8; BULK];
-    let mut bulk = Vec::new();
-    for _ in 0..BULK_RUNS {
-        let t = Instant::now();
-        // The echo reads the whole message before writing it back, as the mesh's does.
-        write_frame(&mut s, &big).await;
-        let back = read_frame(&mut s).await;
-        assert_eq!(back.len(), BULK);
-        bulk.push(t.elapsed());
-    }
+    let (rtts, bulk) = parties[0]
+        .handle
+        .spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut rtts = Vec::new();
+            for i in 0..RTT_ROUNDS + 100 {
+                let t = Instant::now();
+                write_frame(&mut s, &[0x5a; 64]).await;
+                read_frame(&mut s).await;
+                if i >= 100 {
+                    rtts.push(t.elapsed());
+                }
+            }
+            let big = vec![0xa5u8; BULK];
+            let mut bulk = Vec::new();
+            for _ in 0..BULK_RUNS {
+                let t = Instant::now();
+                // The echo reads the whole message before writing it back, as the mesh's does.
+                write_frame(&mut s, &big).await;
+                let back = read_frame(&mut s).await;
+                assert_eq!(back.len(), BULK);
+                bulk.push(t.elapsed());
+            }
+            (rtts, bulk)
+        })
+        .await
+        .unwrap();
     echo.await.unwrap();
     traffic(rtts, bulk)
 }
@@ -369,12 +447,19 @@ fn slowest_median(per_party: Vec<Vec<Duration>>) -> Duration {
     median(&sorted(slowest))
 }
 
-async fn mpc_over_mesh(meshes: &mut Vec<Mesh>, name: &str, n: usize, reps: usize) -> Duration {
+async fn mpc_over_mesh(
+    meshes: &mut Vec<Mesh>,
+    parties: &[PartyThread],
+    name: &str,
+    n: usize,
+    reps: usize,
+) -> Duration {
     let tasks: Vec<_> = meshes
         .drain(..)
-        .map(|mut mesh| {
+        .zip(parties)
+        .map(|(mut mesh, party)| {
             let name = name.to_owned();
-            tokio::spawn(async move {
+            party.handle.spawn(async move {
                 let times = party_runs(&mut mesh, &name, n, reps).await;
                 (mesh, times)
             })
@@ -430,11 +515,11 @@ async fn mpc_table(reps: usize) -> bool {
     println!("|---|---:|---:|---:|---:|---:|---|---:|");
     let mut all = true;
     for m in [3usize, 5] {
-        let (mut meshes, _sigs, _) = build_mesh(&format!("benchMpc{m}"), m).await;
+        let (mut meshes, _sigs, parties, _) = build_mesh(&format!("benchMpc{m}"), m).await;
         for (name, n) in [("secret-santa", 8usize), ("sort", 32)] {
             // Warm both up once (first-use allocations, the TCP writer threads).
-            mpc_over_mesh(&mut meshes, name, n, 1).await;
-            let mesh = mpc_over_mesh(&mut meshes, name, n, reps).await;
+            mpc_over_mesh(&mut meshes, &parties, name, n, 1).await;
+            let mesh = mpc_over_mesh(&mut meshes, &parties, name, n, reps).await;
             let nm = name.to_owned();
             let tcp = tokio::task::spawn_blocking(move || {
                 mpc_over_tcp(m, &nm, n, 1);
@@ -452,7 +537,7 @@ async fn mpc_table(reps: usize) -> bool {
                 mpyc_cited(name, n, m)
             );
         }
-        close_all(meshes).await;
+        close_all(meshes, &parties).await;
     }
     all
 }
@@ -473,26 +558,34 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (pair, ten) = setup_table().await;
-        if std::env::var_os("MESH_BENCH_SETUP_ONLY").is_some() {
-            return;
+        let parts = std::env::var("MESH_BENCH_PARTS").unwrap_or_else(|_| "abc".into());
+        let (pair, ten) = if parts.contains('a') {
+            setup_table().await
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        if parts.contains('b') {
+            traffic_table().await;
         }
-        traffic_table().await;
-        let mpc_ok = mpc_table(reps).await;
+        let mpc_ok = parts.contains('c') && mpc_table(reps).await;
         println!("\nTargets:\n");
-        println!(
-            "- 10-party mesh verified < 1 s: {} (median {} ms)",
-            verdict(ten < Duration::from_secs(1)),
-            ms(ten)
-        );
-        println!(
-            "- a pair verified < 250 ms: {} (median {} ms)",
-            verdict(pair < Duration::from_millis(250)),
-            ms(pair)
-        );
-        println!(
-            "- MPC over the mesh within 2x of plain TCP: {}",
-            verdict(mpc_ok)
-        );
+        if parts.contains('a') {
+            println!(
+                "- 10-party mesh verified < 1 s: {} (median {} ms)",
+                verdict(ten < Duration::from_secs(1)),
+                ms(ten)
+            );
+            println!(
+                "- a pair verified < 250 ms: {} (median {} ms)",
+                verdict(pair < Duration::from_millis(250)),
+                ms(pair)
+            );
+        }
+        if parts.contains('c') {
+            println!(
+                "- MPC over the mesh within 2x of plain TCP: {}",
+                verdict(mpc_ok)
+            );
+        }
     });
 }

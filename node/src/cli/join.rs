@@ -75,7 +75,7 @@ pub(crate) fn run(a: JoinArgs) -> Result<Outcome, CliError> {
         style: Style::detect(a.json),
         label: "you".into(),
     };
-    let runtime = super::runtime()?;
+    let runtime = super::party_runtime()?;
     match runtime.block_on(join(req, &mut progress)) {
         Ok(report) => Ok(Outcome::Done(
             serde_json::to_value(&report).unwrap_or_default(),

@@ -137,10 +137,24 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
-/// A multi-threaded runtime for the commands that talk to the network.
+/// A multi-threaded runtime for the commands that talk to the network on behalf of several
+/// parties at once (`demo`) or do nothing latency-bound (`session`).
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Input(format!("cannot start the async runtime: {e}")))
+}
+
+/// The runtime of one party (`join`): a single thread. A party's work is a chain of short
+/// steps that wake each other (socket → `webrtc` driver → channel reader → MPC engine and
+/// back); on a multi-threaded runtime each hand-off may have to wake a parked worker. Measured
+/// with `cargo bench -p node --bench mesh` (each party on its own runtime, 2-core machine):
+/// sort of 32 values over the mesh took 20.2–20.9 ms with 3 single-threaded parties and
+/// 23.2–24.0 ms with 3 two-worker ones (two runs each).
+pub(crate) fn party_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Input(format!("cannot start the async runtime: {e}")))
