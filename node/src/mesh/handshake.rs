@@ -718,6 +718,7 @@ mod tests {
             ),
             "{err}"
         );
+        assert!(drain(&mut b).is_empty(), "nothing of the offer is applied");
     }
 
     #[test]
