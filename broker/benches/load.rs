@@ -2227,35 +2227,38 @@ fn report(
     } else {
         String::new()
     };
-    let _ = writeln!(
-        out,
-        "\n### Authentications (challenge + presentation + token), {} concurrent clients, {} s{reps}\n",
-        s.auth_clients, s.secs
-    );
-    let _ = writeln!(
-        out,
-        "| server | store | auth/s | p50 ms | p99 ms | errors | mean challenge / sign / token ms | server CPU µs/auth | CPU server / generator (cores) / machine busy |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---|---|---:|---|");
-    for (store, runs) in auth {
-        let mut errors = BTreeMap::new();
-        for a in runs {
-            merge(&mut errors, &a.errors);
-        }
-        let m = |f: fn(&AuthResult) -> f64| median(runs.iter().map(f).collect());
+    // Skipped (`LOAD_SKIP_AUTH=1`): no table rather than an empty one.
+    if !auth.is_empty() {
         let _ = writeln!(
             out,
-            "| mpc-broker | {store} | {} | {} | {} | {} | {:.2} / {:.2} / {:.2} | {:.0} | {} |",
-            spread(&runs.iter().map(|a| a.per_sec).collect::<Vec<_>>()),
-            fmt_ms(m(|a| a.p50)),
-            fmt_ms(m(|a| a.p99)),
-            errors_text(&errors),
-            m(|a| a.mean_challenge_ms),
-            m(|a| a.mean_sign_ms),
-            m(|a| a.mean_token_ms),
-            m(|a| cpu_per(a.cpu.server, a.per_sec)),
-            mean_cpu(&runs.iter().map(|a| a.cpu).collect::<Vec<_>>())
+            "\n### Authentications (challenge + presentation + token), {} concurrent clients, {} s{reps}\n",
+            s.auth_clients, s.secs
         );
+        let _ = writeln!(
+            out,
+            "| server | store | auth/s | p50 ms | p99 ms | errors | mean challenge / sign / token ms | server CPU µs/auth | CPU server / generator (cores) / machine busy |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---|---|---:|---|");
+        for (store, runs) in auth {
+            let mut errors = BTreeMap::new();
+            for a in runs {
+                merge(&mut errors, &a.errors);
+            }
+            let m = |f: fn(&AuthResult) -> f64| median(runs.iter().map(f).collect());
+            let _ = writeln!(
+                out,
+                "| mpc-broker | {store} | {} | {} | {} | {} | {:.2} / {:.2} / {:.2} | {:.0} | {} |",
+                spread(&runs.iter().map(|a| a.per_sec).collect::<Vec<_>>()),
+                fmt_ms(m(|a| a.p50)),
+                fmt_ms(m(|a| a.p99)),
+                errors_text(&errors),
+                m(|a| a.mean_challenge_ms),
+                m(|a| a.mean_sign_ms),
+                m(|a| a.mean_token_ms),
+                m(|a| cpu_per(a.cpu.server, a.per_sec)),
+                mean_cpu(&runs.iter().map(|a| a.cpu).collect::<Vec<_>>())
+            );
+        }
     }
     let _ = writeln!(
         out,

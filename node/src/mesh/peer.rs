@@ -367,7 +367,8 @@ async fn handshake(
     nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // The answerer's channel while the machine decides whether to take it.
     let mut offered: Option<Arc<dyn DataChannel>> = None;
-    let (mut signals_open, mut candidates_open, mut state_open) = (true, true, true);
+    let (mut signals_open, mut candidates_open, mut state_open, mut channels_open) =
+        (true, true, true, true);
     // The phase the current actions were asked for in (errors name it).
     let mut phase = machine.phase();
 
@@ -467,11 +468,15 @@ async fn handshake(
                     let _ = channel.set_buffered_amount_low_threshold(0).await;
                 }
             }
-            channel = channels.recv(), if dc.is_none() && offered.is_none() => {
-                if let Some(channel) = channel {
-                    let input = remote_channel(&*channel).await;
-                    offered = Some(channel);
-                    machine.handle(now(), input)?;
+            channel = channels.recv(), if channels_open && dc.is_none() && offered.is_none() => {
+                match channel {
+                    Some(channel) => {
+                        let input = remote_channel(&*channel).await;
+                        offered = Some(channel);
+                        machine.handle(now(), input)?;
+                    }
+                    // The connection's handler is gone; its state change reports why.
+                    None => channels_open = false,
                 }
             }
             event = next_event(dc.as_ref()) => match event {
