@@ -21,7 +21,7 @@ use crate::schemas::Schemas;
 use crate::signal;
 use crate::state::State;
 use crate::store::{
-    BusDelivery, BusEvent, BusLimits, MemoryStore, RedisStore, SessionStore, StoreError,
+    BusDelivery, BusEvent, BusLimits, MemoryStore, RedisStore, SendMode, SessionStore, StoreError,
 };
 use crate::verify::VerifyPool;
 
@@ -242,8 +242,15 @@ impl Broker {
                             None => {
                                 tokio::spawn(async move {
                                     let Some(bus) = &st.bus else { return };
-                                    let kept =
-                                        bus.keep(&session, &to, &msg, SystemTime::now()).await;
+                                    let kept = bus
+                                        .send(
+                                            &session,
+                                            &to,
+                                            &msg,
+                                            SystemTime::now(),
+                                            SendMode::Keep,
+                                        )
+                                        .await;
                                     if !matches!(kept, Ok(BusDelivery::Buffered)) {
                                         st.metrics.relay_refused("recipient_gone");
                                     }

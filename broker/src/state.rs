@@ -16,7 +16,7 @@ use crate::problem::Problem;
 use crate::relay::Hub;
 use crate::schemas::Schemas;
 use crate::session::{FreezeReason, SessionRecord};
-use crate::store::{BusDelivery, SessionStore, SignalBus, Stored};
+use crate::store::{BusDelivery, SendMode, SessionStore, SignalBus, Stored};
 use crate::verify::VerifyPool;
 
 /// How often a roster long-poll looks at the store when no local freeze
@@ -259,7 +259,13 @@ impl State {
             return local.map(drop).map_err(refused);
         }
         match bus
-            .send(session, to.as_str(), &msg, SystemTime::now())
+            .send(
+                session,
+                to.as_str(),
+                &msg,
+                SystemTime::now(),
+                SendMode::Route,
+            )
             .await
         {
             Ok(BusDelivery::Published | BusDelivery::Buffered) => Ok(()),

@@ -178,7 +178,7 @@ async fn a_broker_whose_redis_dies_answers_503_problems() {
 /// claims alone; the pending list is bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
-    use broker::store::{BusDelivery, BusLimits};
+    use broker::store::{BusDelivery, BusLimits, SendMode};
     let (s, _redis) = store(StoreKind::Redis).await;
     let bus = s
         .bus(BusLimits {
@@ -191,7 +191,9 @@ async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
     // r1 claims b; nobody reads r1's inbox (r1 died): a send buffers.
     bus.attach("r1", "s", "b", now).await.unwrap();
     assert_eq!(
-        bus.send("s", "b", "m1", now).await.unwrap(),
+        bus.send("s", "b", "m1", now, SendMode::Route)
+            .await
+            .unwrap(),
         BusDelivery::Buffered
     );
     // b connects to r2: it gets the message; the dead claim was dropped.
@@ -202,15 +204,15 @@ async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
     );
     // r1 keeps a late message for b: buffered, r2's claim untouched.
     assert_eq!(
-        bus.keep("s", "b", "m2", now).await.unwrap(),
+        bus.send("s", "b", "m2", now, SendMode::Keep).await.unwrap(),
         BusDelivery::Buffered
     );
     assert_eq!(
-        bus.keep("s", "b", "m3", now).await.unwrap(),
+        bus.send("s", "b", "m3", now, SendMode::Keep).await.unwrap(),
         BusDelivery::Buffered
     );
     assert_eq!(
-        bus.keep("s", "b", "m4", now).await.unwrap(),
+        bus.send("s", "b", "m4", now, SendMode::Keep).await.unwrap(),
         BusDelivery::BufferFull
     );
     let found = bus.attach("r3", "s", "b", now).await.unwrap();
@@ -237,7 +239,9 @@ async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
     );
     // Nobody reads r3's inbox here: a send finds the claim dead and buffers.
     assert_eq!(
-        bus.send("s", "b", "m5", now).await.unwrap(),
+        bus.send("s", "b", "m5", now, SendMode::Route)
+            .await
+            .unwrap(),
         BusDelivery::Buffered
     );
     // The in-memory store has no bus: its process is the only replica.

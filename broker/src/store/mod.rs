@@ -108,6 +108,19 @@ pub struct BusLimits {
     pub presence_ttl: Duration,
 }
 
+/// How [`SignalBus::send`] routes a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendMode {
+    /// From the sender's replica, which does not have the recipient
+    /// connected: published to the replica that has it, else buffered.
+    Route,
+    /// From a replica the recipient left just before the message arrived:
+    /// only buffered, so the member receives it when it connects again,
+    /// wherever. Never publishes, so a message cannot bounce, and leaves
+    /// every presence claim alone.
+    Keep,
+}
+
 /// How a message sent over the bus went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusDelivery {
@@ -177,26 +190,15 @@ pub trait SignalBus: Send + Sync + std::fmt::Debug + 'static {
         deliver: Deliver,
     ) -> BoxFuture<'a, Result<tokio::task::JoinHandle<()>, StoreError>>;
 
-    /// Sends a stamped message to `to` in `session` (which the sending
-    /// replica does not have connected).
+    /// Sends a stamped message to `to` in `session`, as `mode` says: to the
+    /// replica that has the member, or into its pending list.
     fn send<'a>(
         &'a self,
         session: &'a str,
         to: &'a str,
         msg: &'a str,
         now: SystemTime,
-    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>>;
-
-    /// Buffers a message that reached a replica for a member it no longer
-    /// has (it left just before): the member receives it when it connects
-    /// again, wherever. Never publishes, so a message cannot bounce, and
-    /// leaves every presence claim alone.
-    fn keep<'a>(
-        &'a self,
-        session: &'a str,
-        to: &'a str,
-        msg: &'a str,
-        now: SystemTime,
+        mode: SendMode,
     ) -> BoxFuture<'a, Result<BusDelivery, StoreError>>;
 
     /// Records that `did` is connected to `replica` and takes the messages

@@ -22,8 +22,8 @@ use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Attached, BusDelivery, BusEvent, BusLimits, Deliver, SessionStore, SignalBus, StoreError,
-    Stored,
+    Attached, BusDelivery, BusEvent, BusLimits, Deliver, SendMode, SessionStore, SignalBus,
+    StoreError, Stored,
 };
 
 const CAS: &str = r"
@@ -156,14 +156,14 @@ impl RedisStore {
         })
     }
 
-    /// Runs [`SEND`]: publish to the member's replica (if `publish`) or buffer.
+    /// Runs [`SEND`]: publish to the member's replica (`SendMode::Route`) or buffer.
     async fn route(
         &self,
         session: &str,
         to: &str,
         msg: &str,
         now: SystemTime,
-        publish: bool,
+        mode: SendMode,
     ) -> Result<BusDelivery, StoreError> {
         let limits = self.bus_limits();
         let envelope = serde_json::to_string(&Envelope::Message {
@@ -183,7 +183,10 @@ impl RedisStore {
                     .arg(format!("{}:{msg}", unix_ms(now)))
                     .arg(limits.pending)
                     .arg(millis(limits.pending_ttl))
-                    .arg(if publish { "1" } else { "0" })
+                    .arg(match mode {
+                        SendMode::Route => "1",
+                        SendMode::Keep => "0",
+                    })
                     .invoke_async(&mut c),
             )
             .await?;
@@ -396,18 +399,9 @@ impl SignalBus for RedisStore {
         to: &'a str,
         msg: &'a str,
         now: SystemTime,
+        mode: SendMode,
     ) -> BoxFuture<'a, Result<BusDelivery, StoreError>> {
-        Box::pin(self.route(session, to, msg, now, true))
-    }
-
-    fn keep<'a>(
-        &'a self,
-        session: &'a str,
-        to: &'a str,
-        msg: &'a str,
-        now: SystemTime,
-    ) -> BoxFuture<'a, Result<BusDelivery, StoreError>> {
-        Box::pin(self.route(session, to, msg, now, false))
+        Box::pin(self.route(session, to, msg, now, mode))
     }
 
     fn attach<'a>(
