@@ -1965,10 +1965,6 @@ fn report_replicas(
     let broker_us = |x: &Series| med(x, |r| cpu_per(r.cpu.server, r.per_sec));
     let redis_us = |x: &Series| med(x, |r| cpu_per(r.cpu.store, r.per_sec));
     for x in series {
-        let mut errors = BTreeMap::new();
-        for r in &x.runs {
-            merge(&mut errors, &r.errors);
-        }
         let n = x.runs.len().max(1) as f64;
         let redis_cores = x.runs.iter().map(|r| r.cpu.store).sum::<f64>() / n;
         let cpu = x.runs.iter().map(|r| r.cpu).collect::<Vec<_>>();
@@ -1983,19 +1979,11 @@ fn report_replicas(
         let redis_per = redis_us(x);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.1} | {} | {srv} / {redis_text} / {rest} |",
+            "| {} | {} | {} | {} | {:.1} | {} | {srv} / {redis_text} / {rest} |",
             x.server,
             x.store,
             x.shape.describe(),
-            x.runs[0]
-                .offered
-                .map_or_else(|| "max".into(), |o| format!("{o:.0}")),
-            spread(&x.runs.iter().map(|r| r.per_sec).collect::<Vec<_>>()),
-            fmt_ms(p50(x)),
-            fmt_ms(p99(x)),
-            errors_text(&errors),
-            x.runs.iter().map(|r| r.sent).sum::<u64>(),
-            x.runs.iter().map(|r| r.delivered).sum::<u64>(),
+            delivery_cells(x),
             broker_us(x),
             if redis_per.is_finite() {
                 format!("{redis_per:.1}")
@@ -2210,6 +2198,28 @@ fn main() {
     drop(scratch);
 }
 
+/// The cells both relay tables share: offered load, throughput, p50, p99,
+/// errors, sent / delivered.
+fn delivery_cells(x: &Series) -> String {
+    let med = |f: fn(&RelayResult) -> f64| median(x.runs.iter().map(f).collect());
+    let mut errors = BTreeMap::new();
+    for r in &x.runs {
+        merge(&mut errors, &r.errors);
+    }
+    format!(
+        "{} | {} | {} | {} | {} | {} / {}",
+        x.runs[0]
+            .offered
+            .map_or_else(|| "max".into(), |o| format!("{o:.0}")),
+        spread(&x.runs.iter().map(|r| r.per_sec).collect::<Vec<_>>()),
+        fmt_ms(med(|r| r.p50)),
+        fmt_ms(med(|r| r.p99)),
+        errors_text(&errors),
+        x.runs.iter().map(|r| r.sent).sum::<u64>(),
+        x.runs.iter().map(|r| r.delivered).sum::<u64>(),
+    )
+}
+
 fn report(
     s: &Settings,
     auth: &[(&'static str, Vec<AuthResult>)],
@@ -2289,27 +2299,15 @@ fn report(
         )
     };
     for x in series {
-        let mut errors = BTreeMap::new();
-        for r in &x.runs {
-            merge(&mut errors, &r.errors);
-        }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {}×{} | {} | {} | {} | {} | {} | {} / {} | {:.1} | {} |",
+            "| {} | {} | {} | {}×{} | {} | {:.1} | {} |",
             x.server,
             x.store,
             x.shape.describe(),
             s.sessions,
             s.parties,
-            x.runs[0]
-                .offered
-                .map_or_else(|| "max".into(), |o| format!("{o:.0}")),
-            spread(&x.runs.iter().map(|r| r.per_sec).collect::<Vec<_>>()),
-            fmt_ms(p50(x)),
-            fmt_ms(p99(x)),
-            errors_text(&errors),
-            x.runs.iter().map(|r| r.sent).sum::<u64>(),
-            x.runs.iter().map(|r| r.delivered).sum::<u64>(),
+            delivery_cells(x),
             cpu_us(x),
             mean_cpu(&x.runs.iter().map(|r| r.cpu).collect::<Vec<_>>())
         );
