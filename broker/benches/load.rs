@@ -385,31 +385,6 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// A scratch directory removed when dropped.
-#[derive(Debug)]
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "mpc-broker-load-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -2150,7 +2125,10 @@ fn main() {
         0
     }) * s.parties;
     let open_files = ensure_open_files(most as u64 + 512);
-    let scratch = Scratch::new();
+    let scratch = tempfile::Builder::new()
+        .prefix("mpc-broker-load-")
+        .tempdir()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -2177,7 +2155,7 @@ fn main() {
         s.reps
     );
     let shapes = [Shape::Closed(s.window), Shape::Open(s.rate)];
-    let mut targets = start_targets(&s, &scratch.0, peer.as_ref());
+    let mut targets = start_targets(&s, scratch.path(), peer.as_ref());
     let (auth, series, setup) = rt.block_on(run_all(&s, &mut targets, &shapes));
     drop(targets);
     let out = report(&s, &auth, &series, &setup, &notes_before, peer.is_some());
@@ -2188,7 +2166,7 @@ fn main() {
             "replicas: {} sessions × {} parties on 1 in-memory broker and on {} replicas sharing a redis-server; {notes_before}",
             s.replica_sessions, s.parties, s.replicas
         );
-        let (series, notes) = rt.block_on(run_replicas(&s, &scratch.0, &shapes));
+        let (series, notes) = rt.block_on(run_replicas(&s, scratch.path(), &shapes));
         println!(
             "{}",
             report_replicas(&s, &series, &notes, &notes_before, open_files)

@@ -353,9 +353,8 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
-        let dir = std::env::temp_dir().join(format!("mpc-broker-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("c.json");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
         std::fs::write(&f, r#"{"listen": "127.0.0.1:9000", "redis-url": "redis://127.0.0.1:1/", "stun": ["stun:a"]}"#).unwrap();
         let args = Args::parse_from([
             "mpc-broker",
@@ -380,9 +379,8 @@ mod tests {
             .into_config()
             .unwrap_err();
         assert!(e.to_string().contains("--turn-secret"), "{e}");
-        let dir = std::env::temp_dir().join(format!("mpc-broker-cfg2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("c.json");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.json");
         std::fs::write(&f, r#"{"lisen": "x"}"#).unwrap();
         let e = Args::parse_from(["mpc-broker", "--config", f.to_str().unwrap()])
             .into_config()

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, TempDir};
+use common::{free_port, tempdir};
 
 fn broker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mpc-broker"))
@@ -43,8 +43,8 @@ fn healthz(port: u16) -> Option<String> {
 
 #[test]
 fn starts_with_a_new_private_key_serves_and_stops_on_sigterm() {
-    let dir = TempDir::new("bin");
-    let key = dir.0.join("broker-key.json");
+    let dir = tempdir("bin");
+    let key = dir.path().join("broker-key.json");
     let port = free_port();
     let mut child = broker()
         .args(["--listen", &format!("127.0.0.1:{port}"), "--key"])
@@ -96,7 +96,7 @@ fn starts_with_a_new_private_key_serves_and_stops_on_sigterm() {
 
 #[test]
 fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
-    let dir = TempDir::new("bin2");
+    let dir = tempdir("bin2");
     let out = broker()
         .args([
             "--listen",
@@ -105,7 +105,7 @@ fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
             &format!("redis://127.0.0.1:{}/", free_port()),
             "--key",
         ])
-        .arg(dir.0.join("k.json"))
+        .arg(dir.path().join("k.json"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -118,7 +118,7 @@ fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a did:key"));
     // A key file others can read is refused with the fix.
-    let loose = dir.0.join("loose.json");
+    let loose = dir.path().join("loose.json");
     identity::keyfile::write(&loose, &identity::Keypair::from_seed(&[3; 32])).unwrap();
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = broker()
@@ -138,7 +138,7 @@ fn unreachable_redis_or_bad_flags_exit_non_zero_with_a_reason() {
 /// seconds, serves as soon as Redis comes up, and otherwise exits non-zero.
 #[test]
 fn with_wait_for_store_it_waits_for_redis_then_serves_or_gives_up() {
-    let dir = TempDir::new("bin3");
+    let dir = tempdir("bin3");
     // Nobody ever listens here: the wait runs out.
     let started = Instant::now();
     let out = broker()
@@ -151,7 +151,7 @@ fn with_wait_for_store_it_waits_for_redis_then_serves_or_gives_up() {
         ])
         .arg(format!("redis://127.0.0.1:{}/", free_port()))
         .arg("--key")
-        .arg(dir.0.join("k.json"))
+        .arg(dir.path().join("k.json"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -174,7 +174,7 @@ fn with_wait_for_store_it_waits_for_redis_then_serves_or_gives_up() {
         .arg("--redis-url")
         .arg(format!("redis://127.0.0.1:{redis_port}/"))
         .arg("--key")
-        .arg(dir.0.join("k2.json"))
+        .arg(dir.path().join("k2.json"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

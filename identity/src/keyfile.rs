@@ -176,17 +176,19 @@ pub fn load(path: &Path) -> Result<Keypair, KeyFileError> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("identity-keyfile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("key.json")
+    /// A key path in a scratch directory that is removed when the test ends.
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("identity-keyfile-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("key.json");
+        (dir, path)
     }
 
     #[test]
     fn written_key_files_are_private_and_load_back() {
-        let path = tmp("roundtrip");
+        let (_dir, path) = tmp();
         let kp = Keypair::from_seed(&[5u8; 32]);
         write(&path, &kp).unwrap();
         #[cfg(unix)]
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn key_files_are_never_overwritten() {
-        let path = tmp("overwrite");
+        let (_dir, path) = tmp();
         write(&path, &Keypair::from_seed(&[5u8; 32])).unwrap();
         assert!(matches!(
             write(&path, &Keypair::from_seed(&[6u8; 32])),
@@ -212,7 +214,7 @@ mod tests {
     #[test]
     fn readable_key_files_are_refused_with_the_fix() {
         use std::os::unix::fs::PermissionsExt as _;
-        let path = tmp("perms");
+        let (_dir, path) = tmp();
         write(&path, &Keypair::from_seed(&[5u8; 32])).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load(&path).unwrap_err();

@@ -2,7 +2,7 @@
 //! stdout, exit 0 valid, 1 checked-and-invalid, 2 usage or input error.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -11,11 +11,12 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mpc-node"))
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mpc-node-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch working directory for one test, removed when the test ends.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpc-node-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -50,15 +51,16 @@ fn write(dir: &Path, file: &str, out: &Output) {
 
 #[test]
 fn a_seeded_identity_prints_the_known_did() {
-    let dir = tempdir("seed");
+    let tmp = tempdir("seed");
+    let dir = tmp.path();
     let seed = "0000000000000000000000000000000000000000000000000000000000000000";
-    let out = run(&dir, &["id", "new", "--seed", seed, "--out", "k.json"]);
+    let out = run(dir, &["id", "new", "--seed", seed, "--out", "k.json"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         json_of(&out)["did"],
         "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
     );
-    let shown = json_of(&run(&dir, &["id", "show", "k.json"]));
+    let shown = json_of(&run(dir, &["id", "show", "k.json"]));
     assert_eq!(
         shown["did"],
         "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
@@ -67,26 +69,28 @@ fn a_seeded_identity_prints_the_known_did() {
 
 #[test]
 fn resolve_prints_the_did_document_and_rejects_garbage_with_status_2() {
-    let dir = tempdir("resolve");
+    let tmp = tempdir("resolve");
+    let dir = tmp.path();
     let did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
-    let doc = json_of(&run(&dir, &["id", "resolve", did]));
+    let doc = json_of(&run(dir, &["id", "resolve", did]));
     assert_eq!(doc["id"], did);
     assert_eq!(doc["verificationMethod"][0]["type"], "Multikey");
-    let out = run(&dir, &["id", "resolve", "did:web:example.com"]);
+    let out = run(dir, &["id", "resolve", "did:web:example.com"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did:key"));
 }
 
 #[test]
 fn a_world_readable_key_file_is_refused_with_the_fix() {
-    let dir = tempdir("perms");
-    new_id(&dir, "k.json");
+    let tmp = tempdir("perms");
+    let dir = tmp.path();
+    new_id(dir, "k.json");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(dir.join("k.json"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
-        let out = run(&dir, &["id", "show", "k.json"]);
+        let out = run(dir, &["id", "show", "k.json"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     }
@@ -95,11 +99,12 @@ fn a_world_readable_key_file_is_refused_with_the_fix() {
 #[test]
 fn issue_present_and_verify_round_trip_for_both_suites() {
     for suite in ["eddsa-rdfc-2022", "eddsa-jcs-2022"] {
-        let dir = tempdir(suite);
-        new_id(&dir, "issuer.json");
-        let alice = new_id(&dir, "alice.json");
+        let tmp = tempdir(suite);
+        let dir = tmp.path();
+        new_id(dir, "issuer.json");
+        let alice = new_id(dir, "alice.json");
         let vc = run(
-            &dir,
+            dir,
             &[
                 "credential",
                 "issue",
@@ -119,9 +124,9 @@ fn issue_present_and_verify_round_trip_for_both_suites() {
                 suite,
             ],
         );
-        write(&dir, "vc.json", &vc);
+        write(dir, "vc.json", &vc);
         let ok = run(
-            &dir,
+            dir,
             &[
                 "credential",
                 "verify",
@@ -134,7 +139,7 @@ fn issue_present_and_verify_round_trip_for_both_suites() {
         assert_eq!(json_of(&ok)["claims"]["organization"], "Uni A");
 
         let expired = run(
-            &dir,
+            dir,
             &[
                 "credential",
                 "verify",
@@ -148,7 +153,7 @@ fn issue_present_and_verify_round_trip_for_both_suites() {
         assert!(String::from_utf8_lossy(&expired.stderr).contains("expired"));
 
         let vp = run(
-            &dir,
+            dir,
             &[
                 "credential",
                 "present",
@@ -163,10 +168,10 @@ fn issue_present_and_verify_round_trip_for_both_suites() {
                 "vc.json",
             ],
         );
-        write(&dir, "vp.json", &vp);
+        write(dir, "vp.json", &vp);
         let verify_vp = |challenge: &str| {
             run(
-                &dir,
+                dir,
                 &[
                     "credential",
                     "verify-presentation",
@@ -196,11 +201,12 @@ fn issue_present_and_verify_round_trip_for_both_suites() {
 
 #[test]
 fn a_tampered_credential_is_invalid_with_status_1() {
-    let dir = tempdir("tamper");
-    new_id(&dir, "issuer.json");
-    let alice = new_id(&dir, "alice.json");
+    let tmp = tempdir("tamper");
+    let dir = tmp.path();
+    new_id(dir, "issuer.json");
+    let alice = new_id(dir, "alice.json");
     let vc = run(
-        &dir,
+        dir,
         &[
             "credential",
             "issue",
@@ -217,26 +223,27 @@ fn a_tampered_credential_is_invalid_with_status_1() {
     let mut doc: Value = serde_json::from_slice(&vc.stdout).unwrap();
     doc["credentialSubject"]["role"] = "admin".into();
     std::fs::write(dir.join("vc.json"), doc.to_string()).unwrap();
-    let out = run(&dir, &["credential", "verify", "vc.json"]);
+    let out = run(dir, &["credential", "verify", "vc.json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature"));
 }
 
 #[test]
 fn unreadable_or_malformed_input_exits_2_with_a_message() {
-    let dir = tempdir("input");
-    let out = run(&dir, &["credential", "verify", "missing.json"]);
+    let tmp = tempdir("input");
+    let dir = tmp.path();
+    let out = run(dir, &["credential", "verify", "missing.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
     std::fs::write(dir.join("bad.json"), "{not json").unwrap();
-    let out = run(&dir, &["credential", "verify", "bad.json"]);
+    let out = run(dir, &["credential", "verify", "bad.json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
     std::fs::write(dir.join("arr.json"), "[1,2]").unwrap();
-    let out = run(&dir, &["credential", "verify", "arr.json"]);
+    let out = run(dir, &["credential", "verify", "arr.json"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(
-        &dir,
+        dir,
         &[
             "credential",
             "issue",
@@ -249,7 +256,7 @@ fn unreadable_or_malformed_input_exits_2_with_a_message() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    let out = run(&dir, &["frobnicate"]);
+    let out = run(dir, &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -8,7 +8,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::procs::{finish, join_process, parties, tempdir, Party};
+use common::procs::{finish, join_process, parties, Party};
+use common::redis::tempdir;
 use identity::Keypair;
 use node::client::BrokerClient;
 use serde_json::{json, Value};
@@ -18,6 +19,8 @@ struct Running {
     broker: broker::Running,
     children: Vec<Child>,
     parties: Vec<Party>,
+    /// The parties' key and credential files; removed when the test ends.
+    _dir: tempfile::TempDir,
 }
 
 /// Publishes `program` for `n` credential holders and starts one `mpc-node join` process per
@@ -28,7 +31,7 @@ async fn start(name: &str, program: &str, inputs: &[Vec<i64>]) -> Running {
     let organizer = Keypair::from_seed(&[200; 32]);
     let issuer = Keypair::from_seed(&[201; 32]);
     let broker = common::broker_for(&organizer).await;
-    let ps = parties(&dir, &issuer, n);
+    let ps = parties(dir.path(), &issuer, n);
     let manifest = common::signed_manifest(
         &organizer,
         program,
@@ -49,6 +52,7 @@ async fn start(name: &str, program: &str, inputs: &[Vec<i64>]) -> Running {
         broker,
         children,
         parties: ps,
+        _dir: dir,
     }
 }
 
@@ -59,6 +63,7 @@ async fn session(name: &str, program: &str, inputs: Vec<Vec<i64>>) -> Vec<Value>
         broker,
         children,
         parties: ps,
+        _dir,
     } = start(name, program, &inputs).await;
     let reports = tokio::task::spawn_blocking(move || {
         children
@@ -147,6 +152,7 @@ async fn a_node_killed_mid_computation_makes_the_others_exit_naming_it() {
         broker,
         mut children,
         parties: ps,
+        _dir,
     } = start("kill3", "sort", &inputs).await;
     let dids: Vec<String> = ps.iter().map(|p| p.key.did().as_str().to_owned()).collect();
     let (victim, survivors, _killed_at) = tokio::task::spawn_blocking(move || {

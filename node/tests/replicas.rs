@@ -10,8 +10,8 @@ use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::procs::{finish, join_process, parties, tempdir, BrokerProcess, HoldingProxy, Party};
-use common::redis::RedisServer;
+use common::procs::{finish, join_process, parties, BrokerProcess, HoldingProxy, Party};
+use common::redis::{tempdir, RedisServer};
 use identity::Keypair;
 use node::client::BrokerClient;
 use serde_json::{json, Value};
@@ -24,6 +24,8 @@ struct Cluster {
     _redis: RedisServer,
     organizer: Keypair,
     parties: Vec<Party>,
+    /// The broker key and the parties' files; removed when the test ends.
+    _dir: tempfile::TempDir,
 }
 
 /// Redis, `replicas` broker processes sharing one broker key, and `n` parties.
@@ -31,17 +33,18 @@ fn cluster(name: &str, replicas: usize, n: usize) -> Cluster {
     let dir = tempdir(name);
     let redis = RedisServer::start();
     let organizer = Keypair::from_seed(&[200; 32]);
-    let key_file = dir.join("broker-key.json");
+    let key_file = dir.path().join("broker-key.json");
     identity::keyfile::write(&key_file, &Keypair::from_seed(&[250; 32])).unwrap();
     let replicas = (0..replicas)
         .map(|_| BrokerProcess::start(&key_file, &redis.url(), &organizer))
         .collect();
-    let parties = parties(&dir, &Keypair::from_seed(&[201; 32]), n);
+    let parties = parties(dir.path(), &Keypair::from_seed(&[201; 32]), n);
     Cluster {
         replicas,
         _redis: redis,
         organizer,
         parties,
+        _dir: dir,
     }
 }
 

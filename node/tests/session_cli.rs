@@ -1,19 +1,12 @@
 //! The organizer commands as a real process against a real broker.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
 mod common;
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mpc-node-session-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 async fn run(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpc-node"));
@@ -35,7 +28,8 @@ fn json_of(out: &Output) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organizer_publishes_shows_and_seals_a_session() {
-    let dir = tempdir("flow");
+    let tmp = common::redis::tempdir("session-flow");
+    let dir = tmp.path();
     let organizer = identity::Keypair::from_seed(&[200; 32]);
     identity::keyfile::write(&dir.join("org.json"), &organizer).unwrap();
     let broker = common::broker_for(&organizer).await;
@@ -52,7 +46,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     manifest["title"] = json!("cli");
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
     let out = run(
-        &dir,
+        dir,
         &[
             "session",
             "publish",
@@ -72,7 +66,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     );
     let id = json_of(&out)["session"].as_str().unwrap().to_owned();
     let out = run(
-        &dir,
+        dir,
         &[
             "session",
             "show",
@@ -94,7 +88,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     // Expecting another organizer is a checked failure (exit 1), naming the phase.
     let other = identity::Keypair::from_seed(&[9; 32]).did();
     let out = run(
-        &dir,
+        dir,
         &[
             "session",
             "show",
@@ -110,7 +104,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("check manifest"));
     // Sealing needs minParties.
     let out = run(
-        &dir,
+        dir,
         &[
             "session", "seal", &id, "--key", "org.json", "--broker", &url,
         ],
@@ -123,7 +117,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
         client.join(&id, p, &[]).await.unwrap();
     }
     let out = run(
-        &dir,
+        dir,
         &[
             "session", "seal", &id, "--key", "org.json", "--broker", &url,
         ],
@@ -138,7 +132,7 @@ async fn organizer_publishes_shows_and_seals_a_session() {
     assert_eq!(json_of(&out)["members"].as_array().unwrap().len(), 2);
     // A broker that is not there: a clear failure, not a hang.
     let out = run(
-        &dir,
+        dir,
         &["session", "show", &id, "--broker", "http://127.0.0.1:9"],
     )
     .await;

@@ -8,7 +8,7 @@ pub mod redis;
 pub mod ws;
 
 #[allow(unused_imports)]
-pub use redis::{free_port, RedisServer, TempDir};
+pub use redis::{free_port, tempdir, RedisServer};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A `redis-server` child process on a free loopback port, killed on drop.
 pub struct RedisServer {
@@ -14,29 +14,14 @@ pub struct RedisServer {
     dir: Option<TempDir>,
 }
 
-pub struct TempDir(pub std::path::PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let n = std::sync::atomic::AtomicU64::new(0);
-        let _ = n;
-        let p = std::env::temp_dir().join(format!(
-            "mpc-broker-test-{tag}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory named after its use, removed on drop.
+pub fn tempdir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mpc-test-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
@@ -51,19 +36,19 @@ impl RedisServer {
     /// Starts `redis-server` (which `scripts/test.sh` installs when missing)
     /// and waits until it answers PING.
     pub fn start() -> Self {
-        Self::launch(TempDir::new("redis"), free_port(), false)
+        Self::launch(tempdir("redis"), free_port(), false)
     }
 
     /// A server on a port chosen by the caller.
     pub fn start_on_port(port: u16) -> Self {
-        Self::launch(TempDir::new("redis"), port, false)
+        Self::launch(tempdir("redis"), port, false)
     }
 
     /// A server that writes every change to its append-only file before
     /// answering, so it can be killed and [`restart`](Self::restart)ed
     /// without losing anything.
     pub fn start_persistent() -> Self {
-        Self::launch(TempDir::new("redis"), free_port(), true)
+        Self::launch(tempdir("redis"), free_port(), true)
     }
 
     /// Kills the server (SIGKILL: no chance to save anything more).
@@ -96,7 +81,7 @@ impl RedisServer {
         }
         let child = cmd
             .arg("--dir")
-            .arg(&dir.0)
+            .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -14,13 +14,6 @@ use serde_json::Value;
 
 use super::redis::free_port;
 
-pub fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mpc-node-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Waits for a child with a deadline; kills it if it overruns.
 pub fn finish(mut child: Child, within: Duration) -> (Option<i32>, Value, String) {
     let deadline = Instant::now() + within;
