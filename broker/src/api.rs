@@ -29,11 +29,14 @@ const TOKEN_LEEWAY: Duration = Duration::from_secs(5);
 
 type Data = web::Data<State>;
 
-/// Reads a request body of at most `limit` bytes.
+/// Reads a request body of at most `limit` bytes within `within`. actix-web's own timers
+/// cover only the headers and the idle time between requests, so without this a client that
+/// sends one byte a minute would hold a connection and a handler for ever.
 pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    within: Duration,
 ) -> Result<Option<Value>, Problem> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -46,7 +49,19 @@ pub(crate) async fn read_body(
         }
     }
     let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, payload.next()).await else {
+            return Err(Problem::new(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms; send it in one go",
+                    within.as_millis()
+                ),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             Problem::bad_request(
                 "body_unreadable",
@@ -78,7 +93,7 @@ async fn required_body(
     payload: web::Payload,
     st: &State,
 ) -> Result<Value, Problem> {
-    read_body(req, payload, st.max_body)
+    read_body(req, payload, st.max_body, st.body_timeout)
         .await?
         .ok_or_else(|| Problem::bad_request("body_missing", "this request needs a JSON body"))
 }
@@ -217,7 +232,7 @@ pub(crate) async fn challenge(
     payload: web::Payload,
     st: Data,
 ) -> Result<HttpResponse, Problem> {
-    let body = read_body(&req, payload, st.max_body)
+    let body = read_body(&req, payload, st.max_body, st.body_timeout)
         .await?
         .unwrap_or_else(|| json!({}));
     st.schemas.check_challenge(&body)?;

@@ -58,6 +58,9 @@ pub struct SignalLimits {
     pub ping_every: Duration,
     /// Close a connection silent for this long.
     pub idle_timeout: Duration,
+    /// Close a connection that has not taken a frame we write within this long (it sends but
+    /// does not read, so its socket and actix-ws's queue are full).
+    pub write_timeout: Duration,
     /// Outbound queue per connection.
     pub queue: usize,
     /// Messages buffered per member not yet connected.
@@ -74,6 +77,7 @@ impl Default for SignalLimits {
             burst: 400.0,
             ping_every: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
+            write_timeout: Duration::from_secs(10),
             queue: 256,
             pending: 64,
             pending_ttl: Duration::from_secs(30),
@@ -111,6 +115,9 @@ pub struct BrokerConfig {
     pub token_ttl: Duration,
     /// Largest HTTP request body, bytes.
     pub max_body: usize,
+    /// How long a client may take to send a request body once its headers arrived
+    /// (actix-web times only the headers); a slower body gets `408 body_timeout`.
+    pub body_timeout: Duration,
     /// Signaling limits.
     pub signal: SignalLimits,
     /// HTTP worker threads.
@@ -136,12 +143,16 @@ impl Default for BrokerConfig {
             challenge_ttl: Duration::from_secs(120),
             token_ttl: Duration::from_secs(900),
             max_body: 256 * 1024,
+            body_timeout: Duration::from_secs(10),
             signal: SignalLimits::default(),
             workers: cores,
             verify_permits: cores,
         }
     }
 }
+
+/// Longest `--wait-for-store`, seconds (a day).
+const MAX_STORE_WAIT_SECS: u64 = 86_400;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +307,12 @@ impl Args {
         }
         c.startup_wait = match first(self.wait_for_store, file.wait_for_store) {
             None | Some(0) => StartupWait::Fail,
+            // A deadline this far out would overflow `Instant`; nobody means more than a day.
+            Some(s) if s > MAX_STORE_WAIT_SECS => {
+                return Err(ConfigError::Invalid(format!(
+                    "--wait-for-store {s} is too long: give at most {MAX_STORE_WAIT_SECS} seconds"
+                )))
+            }
             Some(s) => StartupWait::Wait(Duration::from_secs(s)),
         };
         c.organizers = OrganizerPolicy {
@@ -379,6 +396,10 @@ mod tests {
             .into_config()
             .unwrap_err();
         assert!(e.to_string().contains("--turn-secret"), "{e}");
+        let e = Args::parse_from(["mpc-broker", "--wait-for-store", "18446744073709551615"])
+            .into_config()
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 86400 seconds"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.json");
         std::fs::write(&f, r#"{"lisen": "x"}"#).unwrap();

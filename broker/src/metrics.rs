@@ -86,8 +86,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a finished HTTP request.
+    /// Counts a finished HTTP request. Methods outside the standard set count as `other`:
+    /// any token is a valid method, and one series per made-up method would let anyone grow
+    /// the registry (and `/metrics`) without limit.
     pub(crate) fn request(&self, method: &str, status: u16) {
+        const KNOWN: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        let method = KNOWN
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_owned(),

@@ -215,6 +215,7 @@ impl Broker {
             challenge_ttl: c.challenge_ttl,
             token_ttl: c.token_ttl,
             max_body: c.max_body,
+            body_timeout: c.body_timeout,
             roster_frozen: Notify::new(),
         });
         let mut listener = None;

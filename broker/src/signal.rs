@@ -10,8 +10,9 @@
 //! size limit close the socket (1009); silence beyond the idle timeout
 //! closes it; a newer connection for the same DID replaces this one.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
@@ -213,18 +214,20 @@ async fn run(
                                     "more than {} messages per second; slow down", limits.rate), None))
                             };
                             if let Some(frame) = reply {
-                                if session.text(frame).await.is_err() {
+                                if !bounded(limits.write_timeout, session.text(frame)).await {
                                     break None;
                                 }
                             }
                         }
                         Message::Binary(_) => {
                             let f = error_frame("binary_not_supported", "send JSON text frames", None);
-                            if session.text(f).await.is_err() {
+                            if !bounded(limits.write_timeout, session.text(f)).await {
                                 break None;
                             }
                         }
-                        Message::Ping(b) if session.pong(&b).await.is_err() => break None,
+                        Message::Ping(b) if !bounded(limits.write_timeout, session.pong(&b)).await => {
+                            break None
+                        }
                         Message::Close(_) => break None,
                         _ => {}
                     }
@@ -232,7 +235,7 @@ async fn run(
             },
             out = reg.rx.recv() => match out {
                 Some(Outbound::Text(t)) => {
-                    if session.text(t.to_string()).await.is_err() {
+                    if !bounded(limits.write_timeout, session.text(t.to_string())).await {
                         break None;
                     }
                 }
@@ -248,7 +251,7 @@ async fn run(
                         description: Some("no traffic or pong within the idle timeout".into()),
                     });
                 }
-                if session.ping(b"").await.is_err() {
+                if !bounded(limits.write_timeout, session.ping(b"")).await {
                     break None;
                 }
             }
@@ -257,7 +260,16 @@ async fn run(
     st.detach(&session_id, &me, reg.id).await;
     st.metrics.websocket(-1);
     tracing::info!(session = %session_id, did = %me, "signaling disconnected");
-    let _ = session.close(close).await;
+    // The close frame queues behind whatever the client did not read: bounded as well.
+    let _ = tokio::time::timeout(limits.write_timeout, session.close(close)).await;
+}
+
+/// Runs one write to the client within `within`; false if it failed or timed out. A client
+/// that sends but never reads fills its socket and actix-ws's queue, and an unbounded write
+/// would then park the connection's loop — heartbeat, idle timeout and relay queue included —
+/// for good.
+async fn bounded<E>(within: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
 }
 
 /// Handles one text frame; returns an error frame for the sender, if any.

@@ -60,6 +60,7 @@ pub(crate) struct State {
     pub(crate) challenge_ttl: Duration,
     pub(crate) token_ttl: Duration,
     pub(crate) max_body: usize,
+    pub(crate) body_timeout: Duration,
     pub(crate) roster_frozen: Notify,
 }
 

@@ -574,6 +574,70 @@ async fn bad_requests_get_problems_not_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_is_cut_off_with_a_timeout_problem() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let env = Env::start_with(StoreKind::Memory, |c| {
+        c.body_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let addr = env.url.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Headers announce 40 bytes; only the first 5 ever come.
+    tcp.write_all(
+        format!(
+            "POST /v1/auth/challenge HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"pu"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            reply.extend_from_slice(&buf[..n]);
+            if n == 0 || String::from_utf8_lossy(&reply).contains("body_timeout") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body within 10 s");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("\"body_timeout\""), "{reply}");
+    // The server is still there for everyone else.
+    let (s, _) = env.get("/healthz", None).await;
+    assert_eq!(s, 200);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_http_methods_share_one_metrics_series() {
+    let env = Env::start(StoreKind::Memory).await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let r = env
+            .http
+            .request(method, format!("{}/v1/auth/challenge", env.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+    }
+    let (_, metrics) = env.get("/metrics", None).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(!metrics.contains("MADEUP"), "{metrics}");
+    assert!(
+        metrics.contains("mpc_broker_http_requests_total{method=\"other\",status=\"405\"} 20"),
+        "{metrics}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_schemas_and_openapi_are_served() {
     let env = Env::start(StoreKind::Memory).await;
     let (s, body) = env.get("/healthz", None).await;

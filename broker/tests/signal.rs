@@ -181,6 +181,66 @@ async fn oversized_frames_close_the_socket_and_floods_are_rate_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_sends_but_never_reads_is_closed_after_the_write_timeout() {
+    let env = Env::start_with(StoreKind::Memory, |c| {
+        c.signal.rate = 100_000.0;
+        c.signal.burst = 100_000.0;
+        // Only the write timeout can close the reader here.
+        c.signal.idle_timeout = Duration::from_secs(120);
+        c.signal.write_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = env.frozen_session(&[&a, &b]).await;
+    let mut wa = member(&env, &id, &a).await;
+    let mut wb = member(&env, &id, &b).await;
+    // a floods b with 32 MB, more than loopback socket buffers plus actix-ws's queue hold;
+    // b keeps sending (so it is never idle) but reads nothing.
+    let sdp = "x".repeat(60_000);
+    let open_after = |metrics: &Value| {
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("mpc_broker_open_websockets 1")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut closed_b = false;
+    for i in 0..550 {
+        send(
+            &mut wa,
+            json!({"type": "offer", "to": b.did(), "payload": {"sdp": sdp}}),
+        )
+        .await;
+        if i % 50 == 0 {
+            let _ = wb
+                .send(Message::text(
+                    json!({"type": "candidate", "to": a.did()}).to_string(),
+                ))
+                .await;
+        }
+    }
+    while tokio::time::Instant::now() < deadline {
+        let (_, metrics) = env.get("/metrics", None).await;
+        if open_after(&metrics) {
+            closed_b = true;
+            break;
+        }
+        let _ = wb
+            .send(Message::text(
+                json!({"type": "candidate", "to": a.did()}).to_string(),
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed_b, "the non-reading member is still connected");
+    // a, which reads, is still served.
+    let (_, metrics) = env.get("/metrics", None).await;
+    assert!(open_after(&metrics), "{metrics}");
+    drop(wb);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let env = Env::start_with(StoreKind::Memory, |c| {
         c.signal.ping_every = Duration::from_millis(100);
