@@ -163,12 +163,13 @@ impl Manifest {
                 p.min_parties, p.max_parties
             ));
         }
-        if 2 * self.threshold >= p.min_parties {
+        // Saturating: the threshold is any number a manifest states; a wrapped `2t` must not
+        // pass this check.
+        let needed = self.threshold.saturating_mul(2).saturating_add(1);
+        if needed > p.min_parties {
             return bad(format!(
-                "threshold {} needs at least {} parties (2t < n), but minParties is {}",
-                self.threshold,
-                2 * self.threshold + 1,
-                p.min_parties
+                "threshold {} needs at least {needed} parties (2t < n), but minParties is {}",
+                self.threshold, p.min_parties
             ));
         }
         match (&p.parties, &p.credential_type) {
@@ -396,6 +397,19 @@ mod tests {
             manifest(json!({"bogus": 1, "minParties": 3, "maxParties": 3})),
             Err(ManifestError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_threshold_whose_double_overflows_is_refused() {
+        let mut body = manifest(
+            json!({"parties": [did(3), did(4), did(5)], "minParties": 3, "maxParties": 3}),
+        )
+        .unwrap();
+        for t in [1usize << 63, usize::MAX] {
+            body.threshold = t;
+            let err = body.check().unwrap_err();
+            assert!(err.to_string().contains("needs at least"), "{err}");
+        }
     }
 
     #[test]

@@ -389,7 +389,9 @@ where
             });
         }
         let t = config.threshold.unwrap_or((m - 1) / 2);
-        if 2 * t >= m {
+        // Saturating: `t` may come from a manifest, and a wrapped `2 * t` would pass the check
+        // and then try to allocate `t + 1` interpolation points.
+        if t.saturating_mul(2) >= m {
             return Err(MpcError::BadThreshold { t, m });
         }
         let points = |n: usize| (1..=n as u64).collect::<Vec<_>>();

@@ -146,3 +146,27 @@ fn a_field_element_out_of_range_is_a_protocol_violation() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_threshold_whose_double_overflows_is_refused_not_a_panic() {
+    // A manifest can state any threshold; 2^63 doubled wraps to 0 in release builds.
+    for t in [1usize << 63, usize::MAX] {
+        let mut mesh = memory_mesh(1, &config());
+        let mut tr = mesh.pop().expect("party 0");
+        let cfg = RuntimeConfig {
+            threshold: Some(t),
+            prss: false,
+            ..RuntimeConfig::default()
+        };
+        let program = Program::from_name("sum", &serde_json::Value::Null).expect("program");
+        let rng = ChaCha20Rng::seed_from_u64(0);
+        let r = futures::executor::block_on(run_program(&program, &[5], &mut tr, rng, &cfg));
+        assert!(
+            matches!(
+                r,
+                Err(ProgramError::Mpc(MpcError::BadThreshold { t: got, m: 1 })) if got == t
+            ),
+            "{r:?}"
+        );
+    }
+}
