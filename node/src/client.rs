@@ -19,6 +19,10 @@ use serde_json::{json, Value};
 
 /// How long one HTTP request may take (long-polls add their wait).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response body read from a broker. The broker is not trusted: without a cap it could
+/// stream into our memory until the request timeout. A 64-party roster with every party's
+/// evidence is well under 1 MiB.
+const MAX_RESPONSE: usize = 8 << 20;
 /// How long an operation keeps retrying a broker that is unreachable or
 /// temporarily unavailable.
 pub const RETRY_WITHIN: Duration = Duration::from_secs(20);
@@ -106,6 +110,28 @@ fn protocol(what: &'static str, reason: impl Into<String>) -> ClientError {
         what,
         reason: reason.into(),
     }
+}
+
+/// The response body, refused past [`MAX_RESPONSE`] bytes.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    what: &'static str,
+) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| protocol(what, format!("body could not be read: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err(protocol(
+                what,
+                format!("the broker's response exceeds {MAX_RESPONSE} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn str_field<'a>(v: &'a Value, field: &str, what: &'static str) -> Result<&'a str, ClientError> {
@@ -219,12 +245,15 @@ impl BrokerClient {
                 source,
             })?;
         let status = resp.status().as_u16();
-        let body: Value = match resp.json().await {
+        let body: Value = match read_capped(resp, what).await.and_then(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| protocol(what, format!("body is not JSON: {e}")))
+        }) {
             Ok(b) => b,
             // A load balancer's own error page is not the API, but it is
             // its word that the replica behind it is down.
             Err(_) if matches!(status, 502..=504) => Value::Null,
-            Err(e) => return Err(protocol(what, format!("body is not JSON: {e}"))),
+            Err(e) => return Err(e),
         };
         if status >= 400 {
             return Err(ClientError::Refused {
@@ -373,7 +402,11 @@ impl BrokerClient {
 
     /// Waits for the roster (long-polls, never spins) up to `total`.
     pub async fn roster(&self, id: &str, total: Duration) -> Result<Value, ClientError> {
-        let until = tokio::time::Instant::now() + total;
+        let now = tokio::time::Instant::now();
+        // A library caller may pass any duration; a year from now is as good as for ever.
+        let until = now
+            .checked_add(total)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
         loop {
             let left = until
                 .saturating_duration_since(tokio::time::Instant::now())

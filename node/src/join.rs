@@ -231,7 +231,7 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
     })
     .await?;
     let roster = ph
-        .run(P::Roster, req.roster_wait + STEP, async {
+        .run(P::Roster, req.roster_wait.saturating_add(STEP), async {
             let r = client
                 .roster(&req.session, req.roster_wait)
                 .await

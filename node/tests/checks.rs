@@ -250,3 +250,38 @@ async fn a_lying_broker_is_caught() {
     ));
     w.broker.stop(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_streams_an_endless_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A "broker" that answers every request with 16 MiB of JSON whitespace.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let len = 16 << 20;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+                );
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 << 10];
+                for _ in 0..len / chunk.len() {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let err = tokio::time::timeout(Duration::from_secs(30), BrokerClient::connect(&url))
+        .await
+        .expect("the client gives up by itself")
+        .unwrap_err();
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    server.abort();
+}

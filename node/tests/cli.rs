@@ -258,6 +258,29 @@ fn unreadable_or_malformed_input_exits_2_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     let out = run(dir, &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+    // A wait so long its deadline would overflow is a usage error, not a panic.
+    let out = run(
+        dir,
+        &[
+            "join",
+            "--broker",
+            "http://127.0.0.1:1",
+            "--session",
+            "s",
+            "--key",
+            "k.json",
+            "--credential",
+            "vc.json",
+            "--wait",
+            "18446744073709551615",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--wait") && stderr.contains("86400"),
+        "{stderr}"
+    );
 }
 
 #[test]

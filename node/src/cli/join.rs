@@ -34,8 +34,8 @@ pub(crate) struct JoinArgs {
     /// Your private inputs (repeatable), e.g. --input 42.
     #[arg(long = "input", allow_hyphen_values = true)]
     inputs: Vec<i64>,
-    /// Longest wait for the other parties to join, seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Longest wait for the other parties to join, seconds (at most a day).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     wait: u64,
     /// Local UDP address for WebRTC (repeatable; default all interfaces).
     #[arg(long = "udp")]

@@ -6,8 +6,8 @@
 //! [`Action`]s the machine queued, in order, feeding results (our own SDP, the certificate
 //! chain DTLS authenticated) back as inputs. Every decision of flow 8 lives here: which message
 //! is acceptable in which phase, verifying the peer's binding and SDP fingerprints before the
-//! SDP is applied, holding early candidates, the DTLS certificate check, the transcript
-//! exchange, and the per-phase deadline. So each of those is tested without a network
+//! SDP is applied, holding early candidates (and bounding all of them), the DTLS certificate
+//! check, the transcript exchange, and the per-phase deadline. So each of those is tested without a network
 //! (see the tests below); `tests/mesh.rs` tests the same over real peer connections.
 //!
 //! Phases (offerer = lower roster index):
@@ -33,8 +33,10 @@ use super::error::{MeshError, PeerRef, Phase};
 use super::transport::{parse_frame, transcript_frame, Frame};
 use super::SignalKind;
 
-/// Remote candidates held until the remote description is applied.
-pub(crate) const MAX_EARLY_CANDIDATES: usize = 64;
+/// Remote candidates a peer may send over the whole handshake, held or applied. Each applied
+/// one is paired with every local candidate and checked, so an unbounded stream would make us
+/// send STUN checks to any address the peer names; honest peers send a handful.
+pub(crate) const MAX_CANDIDATES: usize = 64;
 /// Label of the one data channel of a pair.
 pub(crate) const CHANNEL_LABEL: &str = "mpc";
 
@@ -126,6 +128,8 @@ pub(crate) struct PairHandshake<'a> {
     state: State,
     deadline: Instant,
     early_candidates: Vec<RTCIceCandidateInit>,
+    /// Remote candidates received so far (early and late), bounded by [`MAX_CANDIDATES`].
+    candidates: usize,
     have_channel: bool,
     actions: VecDeque<Action>,
 }
@@ -161,6 +165,7 @@ impl<'a> PairHandshake<'a> {
             state,
             deadline,
             early_candidates: Vec::new(),
+            candidates: 0,
             have_channel,
             actions,
         })
@@ -290,10 +295,15 @@ impl<'a> PairHandshake<'a> {
                     .map_err(|e| self.protocol(format!("bad candidate: {e}")))?;
                 if c.candidate.is_empty() {
                     // End-of-candidates marker: nothing to add.
-                } else if matches!(self.state, State::Describing | State::AwaitingPeer) {
-                    if self.early_candidates.len() >= MAX_EARLY_CANDIDATES {
-                        return Err(self.protocol("too many early candidates".into()));
-                    }
+                    return Ok(());
+                }
+                self.candidates += 1;
+                if self.candidates > MAX_CANDIDATES {
+                    return Err(self.protocol(format!(
+                        "too many ICE candidates (more than {MAX_CANDIDATES})"
+                    )));
+                }
+                if matches!(self.state, State::Describing | State::AwaitingPeer) {
                     self.early_candidates.push(c);
                 } else {
                     self.actions.push_back(Action::AddCandidate(c));
@@ -866,22 +876,34 @@ mod tests {
     }
 
     #[test]
-    fn early_candidates_are_bounded() {
+    fn candidates_are_bounded_before_and_after_the_offer() {
         let (pa, pb) = (party(0), party(1));
         let now = Instant::now();
+        let mut a = machine(&pa, &pb, SESSION, now);
         let mut b = machine(&pb, &pa, SESSION, now);
         let c = serde_json::to_value(candidate(1)).unwrap();
-        for _ in 0..MAX_EARLY_CANDIDATES {
+        // Half of the allowance arrives before the offer (held), half after (applied).
+        for _ in 0..MAX_CANDIDATES / 2 {
             b.handle(now, Input::Signal(SignalKind::Candidate, c.clone()))
                 .unwrap();
         }
+        let offer = offer(&mut a, &pa, now);
+        b.handle(now, Input::Signal(SignalKind::Offer, offer))
+            .unwrap();
+        for _ in MAX_CANDIDATES / 2..MAX_CANDIDATES {
+            b.handle(now, Input::Signal(SignalKind::Candidate, c.clone()))
+                .unwrap();
+        }
+        let added = drain(&mut b)
+            .into_iter()
+            .filter(|a| matches!(a, Action::AddCandidate(_)))
+            .count();
+        assert_eq!(added, MAX_CANDIDATES);
         let err = b
             .handle(now, Input::Signal(SignalKind::Candidate, c))
             .unwrap_err();
-        assert!(
-            err.to_string().contains("too many early candidates"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("too many ICE candidates"), "{err}");
+        let mut b = machine(&pb, &pa, SESSION, now);
         let err = b
             .handle(
                 now,

@@ -108,7 +108,9 @@ pub struct MeshConfig {
     /// Largest MPC message accepted or sent (messages are chunked on the wire).
     pub max_message: usize,
     /// Complete inbound messages buffered per peer before we stop reading its channel (which
-    /// closes the SCTP window and so slows the sender down).
+    /// closes the SCTP window and so slows the sender down). The engine sends one message per
+    /// peer per round, so an honest peer is at most a round or two ahead; a larger queue only
+    /// lets a dishonest one park `inbound_capacity × max_message` bytes on us.
     pub inbound_capacity: usize,
     /// Per-channel send-buffer limit in bytes. 64 KiB measured best: larger limits overflow
     /// the UDP receive buffer on loopback and stall.
@@ -135,7 +137,7 @@ impl Default for MeshConfig {
             send_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(2),
             max_message: 64 << 20,
-            inbound_capacity: 16,
+            inbound_capacity: 4,
             send_buffer_limit: 64 << 10,
             ice_check_interval: Duration::from_millis(20),
             ice_disconnected_timeout: Duration::from_secs(5),
