@@ -276,6 +276,7 @@ pub async fn join(req: JoinRequest, progress: &mut dyn Progress) -> Result<JoinR
                 token,
                 peers: parties.iter().filter(|d| **d != me).cloned().collect(),
                 reconnect_within: crate::client::RETRY_WITHIN,
+                silence_timeout: signaling::SILENCE_TIMEOUT,
             })
             .await
             .map_err(|e| JoinError::new(P::Mesh, e))?;

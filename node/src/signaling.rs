@@ -106,7 +106,15 @@ pub struct Options {
     pub peers: Vec<Did>,
     /// How long to keep trying to reconnect after the socket drops.
     pub reconnect_within: Duration,
+    /// Treat the socket as lost after this long without any frame from the broker (it pings
+    /// every 15 s by default), and a write that takes this long as a lost socket too. Catches a
+    /// half-open connection — a replica's host gone without a TCP reset — which would
+    /// otherwise never end, so the reconnect to another replica would never start.
+    pub silence_timeout: Duration,
 }
+
+/// Default [`Options::silence_timeout`]: three of the broker's default ping intervals.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The node's end of the signaling channel.
 #[derive(Debug)]
@@ -125,6 +133,7 @@ pub async fn connect(url: &str, token: &str) -> Result<Signaling, SignalingError
         token: token.to_owned(),
         peers: Vec::new(),
         reconnect_within: Duration::ZERO,
+        silence_timeout: SILENCE_TIMEOUT,
     })
     .await
 }
@@ -356,25 +365,34 @@ impl Link {
         in_tx: &mpsc::Sender<Incoming>,
     ) -> Ended {
         let (mut sink, mut stream) = ws.split();
+        let silence = self.opts.silence_timeout;
         for wire in self.on_connect() {
-            if sink.send(Message::text(wire)).await.is_err() {
+            if !bounded(silence, sink.send(Message::text(wire))).await {
                 return Ended::Lost;
             }
         }
+        let mut heard = tokio::time::Instant::now();
         let ended = loop {
             tokio::select! {
+                () = tokio::time::sleep_until(heard + silence) => {
+                    tracing::warn!(
+                        "nothing from the broker for {silence:?}; treating the socket as lost"
+                    );
+                    break Ended::Lost;
+                }
                 out = out_rx.recv() => {
                     let Some(s) = out else { break Ended::Finished };
                     let wire = self.stamp(&s);
-                    if sink.send(Message::text(wire)).await.is_err() {
+                    if !bounded(silence, sink.send(Message::text(wire))).await {
                         break Ended::Lost;
                     }
                 }
                 incoming = stream.next() => {
+                    heard = tokio::time::Instant::now();
                     let text = match incoming {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Ping(p))) => {
-                            if sink.send(Message::Pong(p)).await.is_err() {
+                            if !bounded(silence, sink.send(Message::Pong(p))).await {
                                 break Ended::Lost;
                             }
                             continue;
@@ -400,7 +418,7 @@ impl Link {
                         if s.kind == RESYNC {
                             if self.opts.peers.contains(&s.peer) {
                                 for wire in self.resend_to(&s.peer) {
-                                    if sink.send(Message::text(wire)).await.is_err() {
+                                    if !bounded(silence, sink.send(Message::text(wire))).await {
                                         return Ended::Lost;
                                     }
                                 }
@@ -415,7 +433,7 @@ impl Link {
             }
         };
         if !matches!(ended, Ended::Lost) {
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(silence, sink.close()).await;
         }
         ended
     }
@@ -423,6 +441,15 @@ impl Link {
 
 /// Parses one broker frame (and the sender's message id); frames that are
 /// not the API are dropped.
+/// Runs one write to the broker within `within`; false if it failed or timed out (a broker
+/// that stopped reading fills our socket, and an unbounded write would park the loop).
+async fn bounded<E>(
+    within: Duration,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> bool {
+    matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
+}
+
 fn parse(text: &str) -> Option<(Incoming, Option<String>)> {
     let v: Value = serde_json::from_str(text).ok()?;
     let kind = v.get("type")?.as_str()?;
@@ -495,6 +522,7 @@ mod tests {
                 token: "t".into(),
                 peers: vec![did(2), did(3)],
                 reconnect_within: Duration::from_secs(1),
+                silence_timeout: SILENCE_TIMEOUT,
             },
             0,
             0xabcd,

@@ -1,7 +1,11 @@
 //! The node's signaling client against a real broker WebSocket.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 mod common;
 
@@ -83,4 +87,149 @@ async fn two_members_exchange_signals_and_refusals_come_back() {
         .await
         .unwrap();
     assert_eq!(end, None);
+}
+
+/// A TCP proxy that can freeze: it stops forwarding in both directions but keeps both sockets
+/// open, as a replica whose host vanished without a reset looks to its clients.
+struct FreezingProxy {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, f.clone()));
+                tokio::spawn(pipe(sr, cw, f.clone()));
+            }
+        });
+        FreezingProxy { port, frozen, task }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            // Hold the bytes and both sockets, with a bound: the test is over long before.
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_replica() {
+    let organizer = Keypair::from_seed(&[200; 32]);
+    // The broker pings every 200 ms; a member 1 s without a frame has lost its socket.
+    let broker = common::broker_with(&organizer, |c| {
+        c.signal.ping_every = Duration::from_millis(200);
+    })
+    .await;
+    let client = BrokerClient::connect(&broker.url()).await.unwrap();
+    let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let m = common::signed_manifest(
+        &organizer,
+        "sum",
+        json!({"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2}),
+    );
+    let tok = client.authenticate(&organizer).await.unwrap();
+    let id = client.publish(&tok, &m, None).await.unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.join(&id, &a, &[]).await.unwrap();
+    client.join(&id, &b, &[]).await.unwrap();
+    let direct = client.signal_url(&id);
+    let port = broker
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = FreezingProxy::start(port).await;
+    let via_proxy = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    assert_ne!(via_proxy, direct);
+    let options = |token: String, urls: Vec<String>, peer: &Keypair| signaling::Options {
+        urls,
+        token,
+        peers: vec![peer.did()],
+        reconnect_within: Duration::from_secs(10),
+        silence_timeout: Duration::from_secs(1),
+    };
+    // a reaches the broker through the proxy first, directly second (two "replicas").
+    let mut sa = signaling::connect_with(options(
+        client.authenticate(&a).await.unwrap(),
+        vec![via_proxy, direct.clone()],
+        &b,
+    ))
+    .await
+    .unwrap();
+    let sb = signaling::connect_with(options(
+        client.authenticate(&b).await.unwrap(),
+        vec![direct],
+        &a,
+    ))
+    .await
+    .unwrap();
+    // Pings keep a healthy socket alive past the silence timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.freeze();
+    sb.tx
+        .send(Signal {
+            kind: "offer".into(),
+            peer: a.did(),
+            payload: json!({"sdp": "v=0"}),
+        })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), sa.rx.recv())
+        .await
+        .expect("a never noticed its socket was dead")
+        .unwrap();
+    assert_eq!(
+        got,
+        Incoming::Signal(Signal {
+            kind: "offer".into(),
+            peer: b.did(),
+            payload: json!({"sdp": "v=0"})
+        })
+    );
+    drop(proxy);
+    broker.stop(false).await;
 }

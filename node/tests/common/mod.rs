@@ -13,7 +13,15 @@ use serde_json::{json, Value};
 
 /// A broker trusting `organizer`, on a free loopback port.
 pub async fn broker_for(organizer: &Keypair) -> broker::Running {
-    broker::Broker::new(broker::BrokerConfig {
+    broker_with(organizer, |_| {}).await
+}
+
+/// [`broker_for`] with its configuration changed by `tweak`.
+pub async fn broker_with(
+    organizer: &Keypair,
+    tweak: impl FnOnce(&mut broker::BrokerConfig),
+) -> broker::Running {
+    let mut config = broker::BrokerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
         organizers: broker::OrganizerPolicy {
@@ -21,11 +29,13 @@ pub async fn broker_for(organizer: &Keypair) -> broker::Running {
             ..Default::default()
         },
         ..Default::default()
-    })
-    .with_key(Keypair::from_seed(&[250; 32]))
-    .start()
-    .await
-    .unwrap()
+    };
+    tweak(&mut config);
+    broker::Broker::new(config)
+        .with_key(Keypair::from_seed(&[250; 32]))
+        .start()
+        .await
+        .unwrap()
 }
 
 /// An unsigned manifest body for `program` with `admission`, open for ten minutes.
