@@ -14,24 +14,33 @@ use node::client::BrokerClient;
 use node::signaling::{self, Incoming, Signal};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_members_exchange_signals_and_refusals_come_back() {
-    let organizer = Keypair::from_seed(&[200; 32]);
-    let broker = common::broker_for(&organizer).await;
+/// A client of `broker`, and a published session `id` that members `a` and `b` joined.
+async fn two_member_session(
+    broker: &broker::Running,
+    organizer: &Keypair,
+) -> (BrokerClient, String, Keypair, Keypair) {
     let client = BrokerClient::connect(&broker.url()).await.unwrap();
     let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
     let m = common::signed_manifest(
-        &organizer,
+        organizer,
         "sum",
         json!({"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2}),
     );
-    let tok = client.authenticate(&organizer).await.unwrap();
+    let tok = client.authenticate(organizer).await.unwrap();
     let id = client.publish(&tok, &m, None).await.unwrap()["session"]
         .as_str()
         .unwrap()
         .to_owned();
     client.join(&id, &a, &[]).await.unwrap();
     client.join(&id, &b, &[]).await.unwrap();
+    (client, id, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_exchange_signals_and_refusals_come_back() {
+    let organizer = Keypair::from_seed(&[200; 32]);
+    let broker = common::broker_for(&organizer).await;
+    let (client, id, a, b) = two_member_session(&broker, &organizer).await;
     let url = client.signal_url(&id);
     let mut sa = signaling::connect(&url, &client.authenticate(&a).await.unwrap())
         .await
@@ -159,20 +168,7 @@ async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_re
         c.signal.ping_every = Duration::from_millis(200);
     })
     .await;
-    let client = BrokerClient::connect(&broker.url()).await.unwrap();
-    let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
-    let m = common::signed_manifest(
-        &organizer,
-        "sum",
-        json!({"parties": [a.did(), b.did()], "minParties": 2, "maxParties": 2}),
-    );
-    let tok = client.authenticate(&organizer).await.unwrap();
-    let id = client.publish(&tok, &m, None).await.unwrap()["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    client.join(&id, &a, &[]).await.unwrap();
-    client.join(&id, &b, &[]).await.unwrap();
+    let (client, id, a, b) = two_member_session(&broker, &organizer).await;
     let direct = client.signal_url(&id);
     let port = broker
         .url()
