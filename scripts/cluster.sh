@@ -199,8 +199,7 @@ say "organizer $organizer; parties ${PARTIES[*]} (demo seeds, deploy/setup.sh)"
 
 # ---- Redis
 spawn redis "$redis" --bind 127.0.0.1 --port "$redis_port" --dir "$tmp/redis" \
-    --appendonly yes --save "" --daemonize no --protected-mode yes \
-    --maxmemory 256mb --maxmemory-policy volatile-ttl
+    --appendonly yes --save "" --daemonize no --protected-mode yes
 wait_for redis "listening on port $redis_port" listening "$redis_port"
 say "redis-server on 127.0.0.1:$redis_port (appendonly, $tmp/redis)"
 

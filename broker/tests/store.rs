@@ -129,6 +129,28 @@ async fn the_memory_store_is_bounded() {
 }
 
 #[tokio::test]
+async fn the_redis_store_bounds_challenges_per_challenge_lifetime() {
+    let r = RedisServer::start();
+    let s = RedisStore::connect(&r.url(), "t:", Duration::from_secs(2))
+        .await
+        .unwrap()
+        .with_max_challenges(3);
+    let ttl = Duration::from_millis(400);
+    for i in 0..3 {
+        s.put_challenge(&format!("c{i}"), ttl).await.unwrap();
+    }
+    let err = s.put_challenge("c3", ttl).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full(3)), "{err}");
+    // A refused challenge was not stored; the issued ones still work once.
+    assert!(!s.take_challenge("c3").await.unwrap());
+    assert!(s.take_challenge("c0").await.unwrap());
+    // The window ends with one challenge lifetime; then challenges are issued again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.put_challenge("c4", ttl).await.unwrap();
+    assert!(s.take_challenge("c4").await.unwrap());
+}
+
+#[tokio::test]
 async fn unreachable_redis_is_an_error_within_the_timeout_not_a_hang() {
     let port = common::free_port();
     let started = std::time::Instant::now();

@@ -34,7 +34,8 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(Duration),
-    /// The in-memory store is at its configured bound.
+    /// The store is at its configured bound (in memory: live entries; on Redis: challenges
+    /// issued per challenge lifetime).
     #[error("the store holds its maximum of {0} entries")]
     Full(usize),
 }

@@ -34,6 +34,17 @@ end
 return 0
 ";
 
+// KEYS: challenge, window counter. ARGV: challenge ttl (ms), limit per window.
+// The counter's window opens with its first challenge and lasts one challenge
+// lifetime, so at most two windows' worth of challenges are alive at once.
+const PUT_CHALLENGE: &str = r"
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+if n > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+return 1
+";
+
 // KEYS: presence, pending. ARGV: inbox channel prefix, envelope, pending
 // entry, pending bound, pending ttl (ms), '1' to publish ('0' only buffers).
 // A presence whose inbox nobody reads (its replica died) is dropped and the
@@ -95,8 +106,13 @@ pub struct RedisStore {
     send: Script,
     attach: Script,
     if_mine: Script,
+    put_challenge: Script,
+    max_challenges: usize,
     limits: Option<BusLimits>,
 }
+
+/// Default [`RedisStore::with_max_challenges`]: as many as the in-memory store holds entries.
+const MAX_CHALLENGES: usize = 200_000;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,10 +146,20 @@ impl RedisStore {
             send: Script::new(SEND),
             attach: Script::new(ATTACH),
             if_mine: Script::new(IF_MINE),
+            put_challenge: Script::new(PUT_CHALLENGE),
+            max_challenges: MAX_CHALLENGES,
             limits: None,
         };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// At most `n` challenges are issued per challenge lifetime (so at most `2n` are alive):
+    /// anyone may ask for a challenge, and each is a Redis key. Past it, new challenges are
+    /// refused with [`StoreError::Full`] until the window ends.
+    pub fn with_max_challenges(mut self, n: usize) -> Self {
+        self.max_challenges = n;
+        self
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -258,16 +284,21 @@ impl SessionStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let key = self.key("challenge", challenge);
-            self.run(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async::<()>(&mut c),
-            )
-            .await
+            let stored: i64 = self
+                .run(
+                    self.put_challenge
+                        .key(self.key("challenge", challenge))
+                        .key(format!("{}challenge-window", self.prefix))
+                        .arg(millis(ttl))
+                        .arg(self.max_challenges)
+                        .invoke_async(&mut c),
+                )
+                .await?;
+            if stored == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Full(self.max_challenges))
+            }
         })
     }
 
