@@ -56,7 +56,7 @@ pub(crate) async fn read_body(
                 actix_web::http::StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
-                    "the request body did not arrive within {} ms; send it in one go",
+                    "the request body did not arrive within {} ms; check the network to the broker and retry",
                     within.as_millis()
                 ),
             ));

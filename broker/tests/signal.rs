@@ -192,10 +192,15 @@ async fn a_member_that_sends_but_never_reads_is_closed_after_the_write_timeout()
     .await;
     let (a, b) = (key(1), key(2));
     let (id, _) = env.frozen_session(&[&a, &b]).await;
-    let mut wa = member(&env, &id, &a).await;
+    let wa = member(&env, &id, &a).await;
     let mut wb = member(&env, &id, &b).await;
-    // a floods b with 32 MB, more than loopback socket buffers plus actix-ws's queue hold;
-    // b keeps sending (so it is never idle) but reads nothing.
+    // a reads everything it is sent (refusals once b's relay queue is full), so only b can be
+    // the one closed.
+    let (mut a_tx, mut a_rx) = wa.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = a_rx.next().await {} });
+    // a floods b with 33 MB: more than the relay queue (256 x 60 KB), actix-ws's queue and the
+    // loopback socket buffers hold together. b keeps sending (so it is never idle) but reads
+    // nothing.
     let sdp = "x".repeat(60_000);
     let open_after = |metrics: &Value| {
         metrics
@@ -206,11 +211,8 @@ async fn a_member_that_sends_but_never_reads_is_closed_after_the_write_timeout()
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut closed_b = false;
     for i in 0..550 {
-        send(
-            &mut wa,
-            json!({"type": "offer", "to": b.did(), "payload": {"sdp": sdp}}),
-        )
-        .await;
+        let offer = json!({"type": "offer", "to": b.did(), "payload": {"sdp": sdp}});
+        a_tx.send(Message::text(offer.to_string())).await.unwrap();
         if i % 50 == 0 {
             let _ = wb
                 .send(Message::text(
@@ -236,7 +238,8 @@ async fn a_member_that_sends_but_never_reads_is_closed_after_the_write_timeout()
     // a, which reads, is still served.
     let (_, metrics) = env.get("/metrics", None).await;
     assert!(open_after(&metrics), "{metrics}");
-    drop(wb);
+    drop((wb, a_tx));
+    drain.abort();
     env.stop().await;
 }
 

@@ -165,8 +165,10 @@ impl Manifest {
         }
         // Saturating: the threshold is any number a manifest states; a wrapped `2t` must not
         // pass this check.
-        let needed = self.threshold.saturating_mul(2).saturating_add(1);
-        if needed > p.min_parties {
+        let needed = self.threshold.checked_mul(2).and_then(|d| d.checked_add(1));
+        if needed.is_none_or(|n| n > p.min_parties) {
+            let needed =
+                needed.map_or_else(|| "more than any session has".into(), |n| n.to_string());
             return bad(format!(
                 "threshold {} needs at least {needed} parties (2t < n), but minParties is {}",
                 self.threshold, p.min_parties

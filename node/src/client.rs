@@ -20,9 +20,10 @@ use serde_json::{json, Value};
 /// How long one HTTP request may take (long-polls add their wait).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body read from a broker. The broker is not trusted: without a cap it could
-/// stream into our memory until the request timeout. A 64-party roster with every party's
-/// evidence is well under 1 MiB.
-const MAX_RESPONSE: usize = 8 << 20;
+/// stream into our memory until the request timeout. The largest honest answer is a roster:
+/// up to 64 members' join presentations, each at most the broker's request-body limit
+/// (256 KiB by default), so 16 MiB; twice that leaves room for a broker configured higher.
+const MAX_RESPONSE: usize = 32 << 20;
 /// How long an operation keeps retrying a broker that is unreachable or
 /// temporarily unavailable.
 pub const RETRY_WITHIN: Duration = Duration::from_secs(20);

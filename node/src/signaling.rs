@@ -28,11 +28,14 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Signaling messages queued per direction.
 const QUEUE: usize = 256;
+/// Largest WebSocket message (and frame) taken from the broker: four times its relay limit.
+const MAX_MESSAGE: usize = 256 << 10;
 /// How long opening the socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Messages kept for resending after a reconnect (a mesh handshake sends a
@@ -181,7 +184,13 @@ async fn open(url: &str, token: &str) -> Result<Socket, SignalingError> {
         .parse()
         .map_err(|_| err("the token is not a valid header value".into(), true))?;
     req.headers_mut().insert("authorization", auth);
-    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(req))
+    // tungstenite's defaults accept 64 MiB messages; the broker relays frames of at most
+    // 64 KiB (its `max_frame`), and it is not trusted with our memory.
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let connecting = tokio_tungstenite::connect_async_with_config(req, Some(limits), true);
+    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| err(format!("no answer within {CONNECT_TIMEOUT:?}"), false))?
         .map_err(|e| match e {
@@ -374,12 +383,9 @@ impl Link {
         let mut heard = tokio::time::Instant::now();
         let ended = loop {
             tokio::select! {
-                () = tokio::time::sleep_until(heard + silence) => {
-                    tracing::warn!(
-                        "nothing from the broker for {silence:?}; treating the socket as lost"
-                    );
-                    break Ended::Lost;
-                }
+                // In order, the silence timer last: a frame already waiting must count as
+                // heard, even when the loop was slow to come back here.
+                biased;
                 out = out_rx.recv() => {
                     let Some(s) = out else { break Ended::Finished };
                     let wire = self.stamp(&s);
@@ -430,6 +436,12 @@ impl Link {
                         break Ended::Abandoned;
                     }
                 }
+                () = tokio::time::sleep_until(heard + silence) => {
+                    tracing::warn!(
+                        "nothing from the broker for {silence:?}; treating the socket as lost"
+                    );
+                    break Ended::Lost;
+                }
             }
         };
         if !matches!(ended, Ended::Lost) {
@@ -439,8 +451,6 @@ impl Link {
     }
 }
 
-/// Parses one broker frame (and the sender's message id); frames that are
-/// not the API are dropped.
 /// Runs one write to the broker within `within`; false if it failed or timed out (a broker
 /// that stopped reading fills our socket, and an unbounded write would park the loop).
 async fn bounded<E>(
@@ -450,6 +460,8 @@ async fn bounded<E>(
     matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
 }
 
+/// Parses one broker frame (and the sender's message id); frames that are
+/// not the API are dropped.
 fn parse(text: &str) -> Option<(Incoming, Option<String>)> {
     let v: Value = serde_json::from_str(text).ok()?;
     let kind = v.get("type")?.as_str()?;

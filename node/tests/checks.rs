@@ -254,7 +254,7 @@ async fn a_lying_broker_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_streams_an_endless_body_is_cut_off() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    // A "broker" that answers every request with 16 MiB of JSON whitespace.
+    // A "broker" that answers every request with 48 MiB of JSON whitespace.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -262,7 +262,7 @@ async fn a_broker_that_streams_an_endless_body_is_cut_off() {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let len = 16 << 20;
+                let len = 48 << 20;
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
                 );

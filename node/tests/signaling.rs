@@ -1,7 +1,7 @@
 //! The node's signaling client against a real broker WebSocket.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ async fn two_members_exchange_signals_and_refusals_come_back() {
 struct FreezingProxy {
     port: u16,
     frozen: Arc<AtomicBool>,
+    /// Client connections whose client side has not hung up.
+    live: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -111,7 +113,8 @@ impl FreezingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let frozen = Arc::new(AtomicBool::new(false));
-        let f = frozen.clone();
+        let live = Arc::new(AtomicUsize::new(0));
+        let (f, l) = (frozen.clone(), live.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
@@ -120,11 +123,21 @@ impl FreezingProxy {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(pipe(cr, sw, f.clone()));
+                l.fetch_add(1, Ordering::SeqCst);
+                let (f2, l2) = (f.clone(), l.clone());
+                tokio::spawn(async move {
+                    pipe(cr, sw, f2).await;
+                    l2.fetch_sub(1, Ordering::SeqCst);
+                });
                 tokio::spawn(pipe(sr, cw, f.clone()));
             }
         });
-        FreezingProxy { port, frozen, task }
+        FreezingProxy {
+            port,
+            frozen,
+            live,
+            task,
+        }
     }
 
     fn freeze(&self) {
@@ -203,8 +216,13 @@ async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_re
     ))
     .await
     .unwrap();
-    // Pings keep a healthy socket alive past the silence timeout.
+    // Pings keep a healthy socket alive past the silence timeout: a is still on the proxy.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        proxy.live.load(Ordering::SeqCst),
+        1,
+        "a left a healthy socket"
+    );
     proxy.freeze();
     sb.tx
         .send(Signal {
@@ -228,4 +246,32 @@ async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_re
     );
     drop(proxy);
     broker.stop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_message_over_the_limit_ends_the_socket_instead_of_being_buffered() {
+    use futures_util::SinkExt as _;
+    // A "broker" that accepts the socket and sends one 1 MiB text message.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "ws://{}/v1/sessions/s/signal",
+        listener.local_addr().unwrap()
+    );
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let big = json!({"type": "offer", "from": "x", "payload": "y".repeat(1 << 20)});
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                big.to_string(),
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut s = signaling::connect(&url, "token").await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), s.rx.recv())
+        .await
+        .expect("the node neither refused nor delivered the message");
+    assert_eq!(end, None, "the oversized message must not be delivered");
+    server.abort();
 }

@@ -130,6 +130,8 @@ pub(crate) struct PairHandshake<'a> {
     early_candidates: Vec<RTCIceCandidateInit>,
     /// Remote candidates received so far (early and late), bounded by [`MAX_CANDIDATES`].
     candidates: usize,
+    /// Local candidates sent so far, held to the same bound.
+    sent_candidates: usize,
     have_channel: bool,
     actions: VecDeque<Action>,
 }
@@ -166,6 +168,7 @@ impl<'a> PairHandshake<'a> {
             deadline,
             early_candidates: Vec::new(),
             candidates: 0,
+            sent_candidates: 0,
             have_channel,
             actions,
         })
@@ -223,6 +226,14 @@ impl<'a> PairHandshake<'a> {
                 _ => Ok(()),
             },
             Input::LocalCandidate(c) => {
+                // The peer takes at most MAX_CANDIDATES from us; past that it would abort the
+                // pair, so a host with many interfaces sends the first ones and no more.
+                if !c.candidate.is_empty() {
+                    if self.sent_candidates >= MAX_CANDIDATES {
+                        return Ok(());
+                    }
+                    self.sent_candidates += 1;
+                }
                 let payload = serde_json::to_value(&c)
                     .map_err(|e| self.protocol(format!("candidate: {e}")))?;
                 self.actions
@@ -300,7 +311,8 @@ impl<'a> PairHandshake<'a> {
                 self.candidates += 1;
                 if self.candidates > MAX_CANDIDATES {
                     return Err(self.protocol(format!(
-                        "too many ICE candidates (more than {MAX_CANDIDATES})"
+                        "too many ICE candidates (more than {MAX_CANDIDATES}); a peer sends at \
+                         most that many, so this one is not following the protocol"
                     )));
                 }
                 if matches!(self.state, State::Describing | State::AwaitingPeer) {
@@ -882,6 +894,14 @@ mod tests {
         let mut a = machine(&pa, &pb, SESSION, now);
         let mut b = machine(&pb, &pa, SESSION, now);
         let c = serde_json::to_value(candidate(1)).unwrap();
+        // End-of-candidates markers carry nothing and do not count.
+        for _ in 0..2 * MAX_CANDIDATES {
+            b.handle(
+                now,
+                Input::Signal(SignalKind::Candidate, json!({"candidate": ""})),
+            )
+            .unwrap();
+        }
         // Half of the allowance arrives before the offer (held), half after (applied).
         for _ in 0..MAX_CANDIDATES / 2 {
             b.handle(now, Input::Signal(SignalKind::Candidate, c.clone()))
@@ -911,6 +931,25 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("bad candidate"), "{err}");
+    }
+
+    #[test]
+    fn we_send_no_more_candidates_than_the_peer_takes() {
+        let (pa, pb) = (party(0), party(1));
+        let now = Instant::now();
+        let mut a = machine(&pa, &pb, SESSION, now);
+        drain(&mut a);
+        for _ in 0..MAX_CANDIDATES + 10 {
+            a.handle(now, Input::LocalCandidate(candidate(1))).unwrap();
+        }
+        a.handle(now, Input::LocalCandidate(RTCIceCandidateInit::default()))
+            .unwrap();
+        let sent = drain(&mut a)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Signal(SignalKind::Candidate, _)))
+            .count();
+        // The first MAX_CANDIDATES, and the end-of-candidates marker.
+        assert_eq!(sent, MAX_CANDIDATES + 1);
     }
 
     #[test]

@@ -21,8 +21,9 @@
 //! buffered-amount-low event, but without racing the reader for the channel's event stream.
 //! Receiving: a reader task per peer reassembles messages into a bounded queue; when the MPC
 //! engine falls behind, the reader stops pulling from the channel, SCTP's receive window closes
-//! and the sender's `send` parks. Memory per peer is bounded by `inbound_capacity` messages of
-//! at most `max_message` bytes plus one partial message.
+//! and the sender's `send` parks. Memory per peer is bounded by `inbound_capacity` queued
+//! messages, plus the one the reader holds while it waits for room, of at most `max_message`
+//! bytes each, plus one partial message.
 
 use std::sync::Arc;
 use std::time::Duration;
