@@ -14,6 +14,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use identity::Keypair;
 use mpc_core::tcp::TcpTransport;
 use mpc_core::{run_with, Fp64, Program, Runtime, RuntimeConfig, Transport, TransportError};
@@ -246,39 +247,51 @@ async fn mesh_traffic() -> Traffic {
     let mut b = ms_.pop().unwrap();
     let mut a = ms_.pop().unwrap();
     let echo = parties[1].handle.spawn(async move {
-        for _ in 0..RTT_ROUNDS + 100 + BULK_RUNS {
-            let m = b.recv(0).await.unwrap();
-            b.send(0, m).await.unwrap();
-        }
+        echo(&mut b, 0).await;
         b
     });
-    let (a, rtts, bulk) = parties[0]
+    let (a, traffic) = parties[0]
         .handle
         .spawn(async move {
-            let mut rtts = Vec::new();
-            for i in 0..RTT_ROUNDS + 100 {
-                let t = Instant::now();
-                a.send(1, vec![0x5a; 64]).await.unwrap();
-                a.recv(1).await.unwrap();
-                if i >= 100 {
-                    rtts.push(t.elapsed());
-                }
-            }
-            let big = vec![0xa5u8; BULK];
-            let mut bulk = Vec::new();
-            for _ in 0..BULK_RUNS {
-                let t = Instant::now();
-                a.send(1, big.clone()).await.unwrap();
-                let back = a.recv(1).await.unwrap();
-                assert_eq!(back.len(), BULK);
-                bulk.push(t.elapsed());
-            }
-            (a, rtts, bulk)
+            let traffic = ping(&mut a, 1).await;
+            (a, traffic)
         })
         .await
         .unwrap();
     let b = echo.await.unwrap();
     close_all(vec![a, b], &parties).await;
+    traffic
+}
+
+/// Echoes every message of [`ping`] back to `peer`.
+async fn echo<T: Transport>(t: &mut T, peer: usize) {
+    for _ in 0..RTT_ROUNDS + 100 + BULK_RUNS {
+        let m = t.recv(peer).await.unwrap();
+        t.send(peer, m).await.unwrap();
+    }
+}
+
+/// 64-byte round trips, then 8 MiB messages there and back, to an [`echo`]ing `peer`.
+async fn ping<T: Transport>(t: &mut T, peer: usize) -> Traffic {
+    let mut rtts = Vec::new();
+    for i in 0..RTT_ROUNDS + 100 {
+        let start = Instant::now();
+        t.send(peer, vec![0x5a; 64]).await.unwrap();
+        t.recv(peer).await.unwrap();
+        if i >= 100 {
+            rtts.push(start.elapsed());
+        }
+    }
+    let big = vec![0xa5u8; BULK];
+    let mut bulk = Vec::new();
+    for _ in 0..BULK_RUNS {
+        let start = Instant::now();
+        // The echo reads the whole message before writing it back, over both transports.
+        t.send(peer, big.clone()).await.unwrap();
+        let back = t.recv(peer).await.unwrap();
+        assert_eq!(back.len(), BULK);
+        bulk.push(start.elapsed());
+    }
     traffic(rtts, bulk)
 }
 
@@ -306,6 +319,31 @@ async fn write_frame(s: &mut tokio::net::TcpStream, m: &[u8]) {
     s.write_all(&buf).await.unwrap();
 }
 
+/// One end of a plain tokio TCP connection (4-byte length prefix) as a two-party `Transport`,
+/// so [`ping`] and [`echo`] run unchanged over it and over the mesh.
+struct TcpPeer {
+    me: usize,
+    s: tokio::net::TcpStream,
+}
+
+impl Transport for TcpPeer {
+    fn party_count(&self) -> usize {
+        2
+    }
+    fn party_index(&self) -> usize {
+        self.me
+    }
+    fn send(&mut self, _to: usize, msg: Vec<u8>) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            write_frame(&mut self.s, &msg).await;
+            Ok(())
+        })
+    }
+    fn recv(&mut self, _from: usize) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+        Box::pin(async move { Ok(read_frame(&mut self.s).await) })
+    }
+}
+
 /// The same exchange over a plain TCP connection, each end on its own [`PartyThread`] like
 /// the mesh's.
 async fn tcp_traffic() -> Traffic {
@@ -315,43 +353,21 @@ async fn tcp_traffic() -> Traffic {
     listener.set_nonblocking(true).unwrap();
     let echo = parties[1].handle.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let (mut s, _) = listener.accept().await.unwrap();
+        let (s, _) = listener.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
-        for _ in 0..RTT_ROUNDS + 100 + BULK_RUNS {
-            let m = read_frame(&mut s).await;
-            write_frame(&mut s, &m).await;
-        }
+        echo(&mut TcpPeer { me: 1, s }, 0).await;
     });
-    let (rtts, bulk) = parties[0]
+    let traffic = parties[0]
         .handle
         .spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.set_nodelay(true).unwrap();
-            let mut rtts = Vec::new();
-            for i in 0..RTT_ROUNDS + 100 {
-                let t = Instant::now();
-                write_frame(&mut s, &[0x5a; 64]).await;
-                read_frame(&mut s).await;
-                if i >= 100 {
-                    rtts.push(t.elapsed());
-                }
-            }
-            let big = vec![0xa5u8; BULK];
-            let mut bulk = Vec::new();
-            for _ in 0..BULK_RUNS {
-                let t = Instant::now();
-                // The echo reads the whole message before writing it back, as the mesh's does.
-                write_frame(&mut s, &big).await;
-                let back = read_frame(&mut s).await;
-                assert_eq!(back.len(), BULK);
-                bulk.push(t.elapsed());
-            }
-            (rtts, bulk)
+            ping(&mut TcpPeer { me: 0, s }, 1).await
         })
         .await
         .unwrap();
     echo.await.unwrap();
-    traffic(rtts, bulk)
+    traffic
 }
 
 async fn traffic_table() {
