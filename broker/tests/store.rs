@@ -275,3 +275,69 @@ async fn the_signal_bus_buffers_for_stale_claims_and_bounds_what_it_keeps() {
         })
         .is_none());
 }
+
+/// A replica's inbox subscription whose Redis host vanished without a reset (the TCP
+/// connection stays open and silent) is noticed by its check, subscribed again, and the
+/// replica told to reclaim its members; messages flow again after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_subscription_is_noticed_and_subscribed_again() {
+    use broker::store::{BusDelivery, BusEvent, BusLimits, SendMode};
+    let redis = RedisServer::start();
+    let proxy = common::proxy::FreezingProxy::start(redis.port).await;
+    let limits = BusLimits {
+        pending: 4,
+        pending_ttl: Duration::from_secs(30),
+        presence_ttl: Duration::from_secs(30),
+    };
+    // The listening replica reaches Redis through the proxy; the sender directly.
+    let listening = RedisStore::connect(
+        &format!("redis://127.0.0.1:{}/", proxy.port),
+        "t:",
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap()
+    .with_subscription_check(Duration::from_millis(300));
+    let sending = RedisStore::connect(&redis.url(), "t:", Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (listen_bus, send_bus) = (listening.bus(limits).unwrap(), sending.bus(limits).unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let deliver: broker::store::Deliver = Arc::new(move |e| tx.try_send(e).is_ok());
+    let listener = listen_bus.listen("r1", deliver).await.unwrap();
+    let now = std::time::SystemTime::now();
+    send_bus.attach("r1", "s", "b", now).await.unwrap();
+    let message = |m: &str| BusEvent::Message {
+        session: "s".into(),
+        to: "b".into(),
+        msg: m.into(),
+    };
+    let send = |m: &'static str| send_bus.send("s", "b", m, now, SendMode::Route);
+    assert_eq!(send("m1").await.unwrap(), BusDelivery::Published);
+    assert_eq!(next(&mut rx).await, Some(message("m1")));
+    // Quiet for several checks: a healthy subscription is kept.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "a healthy subscription was replaced"
+    );
+    proxy.freeze_current();
+    // Noticed within one check interval plus the command timeout.
+    assert_eq!(
+        next(&mut rx).await,
+        Some(BusEvent::Resubscribed),
+        "the silent subscription was not noticed"
+    );
+    assert_eq!(send("m2").await.unwrap(), BusDelivery::Published);
+    assert_eq!(next(&mut rx).await, Some(message("m2")));
+    listener.abort();
+}
+
+async fn next(
+    rx: &mut tokio::sync::mpsc::Receiver<broker::store::BusEvent>,
+) -> Option<broker::store::BusEvent> {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}

@@ -1,11 +1,8 @@
 //! The node's signaling client against a real broker WebSocket.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 mod common;
 
@@ -98,81 +95,6 @@ async fn two_members_exchange_signals_and_refusals_come_back() {
     assert_eq!(end, None);
 }
 
-/// A TCP proxy that can freeze: it stops forwarding in both directions but keeps both sockets
-/// open, as a replica whose host vanished without a reset looks to its clients.
-struct FreezingProxy {
-    port: u16,
-    frozen: Arc<AtomicBool>,
-    /// Client connections whose client side has not hung up.
-    live: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FreezingProxy {
-    async fn start(upstream: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let live = Arc::new(AtomicUsize::new(0));
-        let (f, l) = (frozen.clone(), live.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
-                    continue;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                l.fetch_add(1, Ordering::SeqCst);
-                let (f2, l2) = (f.clone(), l.clone());
-                tokio::spawn(async move {
-                    pipe(cr, sw, f2).await;
-                    l2.fetch_sub(1, Ordering::SeqCst);
-                });
-                tokio::spawn(pipe(sr, cw, f.clone()));
-            }
-        });
-        FreezingProxy {
-            port,
-            frozen,
-            live,
-            task,
-        }
-    }
-
-    fn freeze(&self) {
-        self.frozen.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for FreezingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 << 10];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if frozen.load(Ordering::SeqCst) {
-            // Hold the bytes and both sockets, with a bound: the test is over long before.
-            tokio::time::sleep(Duration::from_secs(120)).await;
-            return;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_replica() {
     let organizer = Keypair::from_seed(&[200; 32]);
@@ -191,7 +113,7 @@ async fn a_half_open_broker_socket_is_noticed_and_signaling_moves_to_the_next_re
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    let proxy = FreezingProxy::start(port).await;
+    let proxy = common::proxy::FreezingProxy::start(port).await;
     let via_proxy = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
     assert_ne!(via_proxy, direct);
     let options = |token: String, urls: Vec<String>, peer: &Keypair| signaling::Options {

@@ -108,11 +108,14 @@ pub struct RedisStore {
     if_mine: Script,
     put_challenge: Script,
     max_challenges: usize,
+    check_every: Duration,
     limits: Option<BusLimits>,
 }
 
 /// Default [`RedisStore::with_max_challenges`]: as many as the in-memory store holds entries.
 const MAX_CHALLENGES: usize = 200_000;
+/// Default [`RedisStore::with_subscription_check`].
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +151,7 @@ impl RedisStore {
             if_mine: Script::new(IF_MINE),
             put_challenge: Script::new(PUT_CHALLENGE),
             max_challenges: MAX_CHALLENGES,
+            check_every: CHECK_EVERY,
             limits: None,
         };
         store.ping().await?;
@@ -159,6 +163,16 @@ impl RedisStore {
     /// refused with [`StoreError::Full`] until the window ends.
     pub fn with_max_challenges(mut self, n: usize) -> Self {
         self.max_challenges = n;
+        self
+    }
+
+    /// A replica's inbox subscription that has carried nothing for `every` is pinged, and
+    /// counts as lost (so it is subscribed again, and the replica's members reconnect) when
+    /// the answer takes longer than the command timeout. Without it a subscription whose
+    /// Redis host vanished without a reset would wait for ever, and the replica would miss
+    /// every message for its members while Redis still counted it as a listener.
+    pub fn with_subscription_check(mut self, every: Duration) -> Self {
+        self.check_every = every;
         self
     }
 
@@ -249,11 +263,33 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Reads inbox envelopes until the subscription ends; `false` when the
+/// Reads inbox envelopes until the subscription ends or stops answering (pinged after
+/// `check_every` without a message, the answer due within `timeout`); `false` when the
 /// replica is gone.
-async fn pump(pubsub: redis::aio::PubSub, deliver: &Deliver) -> bool {
-    let mut messages = pubsub.into_on_message();
-    while let Some(msg) = messages.next().await {
+async fn pump(
+    pubsub: redis::aio::PubSub,
+    deliver: &Deliver,
+    check_every: Duration,
+    timeout: Duration,
+) -> bool {
+    let (mut sink, mut messages) = pubsub.split();
+    loop {
+        let msg = match tokio::time::timeout(check_every, messages.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return true,
+            Err(_) => {
+                match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the Redis signaling subscription failed its check");
+                    }
+                    Err(_) => {
+                        tracing::warn!(after = ?timeout, "the Redis signaling subscription did not answer its check");
+                    }
+                }
+                return true;
+            }
+        };
         let Ok(text) = msg.get_payload::<String>() else {
             continue;
         };
@@ -273,7 +309,6 @@ async fn pump(pubsub: redis::aio::PubSub, deliver: &Deliver) -> bool {
             return false;
         }
     }
-    true
 }
 
 impl SessionStore for RedisStore {
@@ -400,7 +435,7 @@ impl SignalBus for RedisStore {
                 loop {
                     if let Some(p) = pubsub.take() {
                         backoff = Duration::from_millis(100);
-                        if !pump(p, &deliver).await {
+                        if !pump(p, &deliver, bus.check_every, bus.timeout).await {
                             return;
                         }
                         tracing::warn!("lost the Redis signaling subscription; resubscribing");

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod procs;
+#[path = "../../../broker/tests/common/proxy.rs"]
+pub mod proxy;
 #[path = "../../../broker/tests/common/redis.rs"]
 pub mod redis;
 
