@@ -28,6 +28,9 @@ pub enum Outbound {
     Text(Arc<str>),
     /// Another connection for the same DID took over; close this one.
     Replaced,
+    /// Messages for this member may have been lost on their way between replicas; close
+    /// this connection so the member reconnects and asks its peers to send again.
+    Restart,
 }
 
 /// Limits of the hub.
@@ -261,6 +264,22 @@ impl Hub {
         }
     }
 
+    /// Closes every connection here with [`Outbound::Restart`] (the replica lost its inbox,
+    /// and with it messages for any of them); returns how many. What arrives for them from
+    /// now on waits for their reconnect.
+    pub fn restart_all(&self) -> usize {
+        let mut rooms = self.rooms();
+        let mut n = 0;
+        for room in rooms.values_mut() {
+            for (_, conn) in room.conns.drain() {
+                // A full queue: dropping `conn` still ends the connection once it drained.
+                let _ = conn.tx.try_send(Outbound::Restart);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Every `(session, did)` connected to this process.
     pub fn members(&self) -> Vec<(String, String)> {
         self.rooms()
@@ -448,6 +467,24 @@ mod tests {
         assert_eq!(reg.rx.try_recv().unwrap(), Outbound::Replaced);
         assert!(hub.members().is_empty());
         assert!(!hub.disconnect("s", &did(2), reg.id));
+    }
+
+    #[test]
+    fn a_restart_closes_every_member_and_keeps_what_comes_next_for_their_reconnect() {
+        let hub = Hub::new(HubLimits::default());
+        let t0 = Instant::now();
+        let mut a = hub.connect("s", &did(2), t0);
+        let mut b = hub.connect("t", &did(3), t0);
+        assert_eq!(hub.restart_all(), 2);
+        assert_eq!(a.rx.try_recv().unwrap(), Outbound::Restart);
+        assert_eq!(b.rx.try_recv().unwrap(), Outbound::Restart);
+        assert!(hub.members().is_empty());
+        assert_eq!(
+            hub.relay("s", &did(2), text("m"), t0),
+            Ok(Delivery::Buffered)
+        );
+        let mut again = hub.connect("s", &did(2), t0);
+        assert_eq!(again.rx.try_recv().unwrap(), Outbound::Text(text("m")));
     }
 
     #[test]

@@ -263,7 +263,8 @@ impl Broker {
                         st.hub.replaced_elsewhere(&session, &did)
                     }
                     BusEvent::Resubscribed => {
-                        tokio::spawn(async move { st.reclaim().await });
+                        let n = st.hub.restart_all();
+                        tracing::warn!(members = n, "the Redis inbox was lost and is back; closed every signaling connection here (1012) so the nodes reconnect and resend");
                     }
                 }
                 true

@@ -239,6 +239,10 @@ async fn run(
                         break None;
                     }
                 }
+                Some(Outbound::Restart) => break Some(CloseReason {
+                    code: CloseCode::Restart,
+                    description: Some("the broker may have lost messages for you; reconnect and resync".into()),
+                }),
                 Some(Outbound::Replaced) | None => break Some(CloseReason {
                     code: CloseCode::Policy,
                     description: Some("replaced by a newer connection for the same DID".into()),

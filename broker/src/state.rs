@@ -311,28 +311,6 @@ impl State {
         }
     }
 
-    /// Claims every member connected here again and hands them what was
-    /// buffered for them meanwhile (after the store lost our inbox).
-    pub(crate) async fn reclaim(&self) {
-        let Some(bus) = &self.bus else { return };
-        for (session, did) in self.hub.members() {
-            match bus
-                .attach(&self.replica, &session, &did, SystemTime::now())
-                .await
-            {
-                Ok(found) => {
-                    for msg in found.pending {
-                        let _ = self.hub.deliver_local_str(&session, &did, Arc::from(msg));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::error_chain(&e), "could not reclaim a signaling presence; the next refresh (every 10 s) restores it, and what waited for the member arrives when it reconnects");
-                    return;
-                }
-            }
-        }
-    }
-
     /// Unregisters a signaling connection (and its presence, if still ours).
     pub(crate) async fn detach(&self, session: &str, did: &Did, id: u64) {
         let current = self.hub.disconnect(session, did, id);

@@ -27,6 +27,48 @@ async fn two_replicas() -> (Env, Env) {
     (a, b)
 }
 
+/// Waits (bounded) until every replica answers `/healthz` with 200.
+async fn wait_until_healthy(replicas: &[&Env]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for env in replicas {
+        while env.get("/healthz", None).await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not recover from the Redis restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits (bounded) until exactly `n` replica inboxes are subscribed in `env`'s Redis.
+async fn wait_for_inboxes(env: &Env, n: usize) {
+    let url = env.redis.as_ref().unwrap().url();
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let inboxes: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("test:inbox:*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if inboxes.len() == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} inboxes subscribed, not {n}: {inboxes:?}",
+            inboxes.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_from_one_replica_is_consumed_exactly_once_across_all() {
     let (ra, rb) = two_replicas().await;
@@ -171,29 +213,7 @@ async fn a_member_whose_replica_went_away_gets_its_messages_on_reconnect() {
     rb.stop().await;
     drop(wb);
     // Redis notices B's inbox is gone once it has read the closed socket.
-    let url = ra.redis.as_ref().unwrap().url();
-    let mut redis = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let inboxes: Vec<String> = redis::cmd("PUBSUB")
-            .arg("CHANNELS")
-            .arg("test:inbox:*")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if inboxes.len() == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B's inbox is still subscribed: {inboxes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_inboxes(&ra, 1).await;
     send(
         &mut wa,
         json!({"type": "offer", "to": b.did(), "payload": {"lost": false}}),
@@ -236,16 +256,7 @@ async fn a_redis_restart_is_a_503_then_recovers_with_sessions_and_signaling_inta
     );
     ra.redis = Some(redis.restart());
     // Both replicas recover by themselves (bounded wait).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for env in [&ra, &rb] {
-        while env.get("/healthz", None).await.0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the broker did not recover from the Redis restart"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    wait_until_healthy(&[&ra, &rb]).await;
     let (status, s) = rb.get(&format!("/v1/sessions/{id}"), None).await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(
@@ -257,7 +268,41 @@ async fn a_redis_restart_is_a_503_then_recovers_with_sessions_and_signaling_inta
     assert_eq!(ra.join(&id, &c, &[]).await.0, 200);
     let (status, roster) = rb.get(&format!("/v1/sessions/{id}/roster"), None).await;
     assert_eq!(status, 200, "{roster}");
-    // Signaling across the replicas works again (the inboxes resubscribed).
+    // Signaling across the replicas works again once the inboxes resubscribed (a member
+    // connected before that is told to reconnect: see the next test).
+    wait_for_inboxes(&ra, 2).await;
+    let mut wa = member(&ra, &id, &a).await;
+    let mut wb = member(&rb, &id, &b).await;
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": b.did(), "payload": {"after": "restart"}}),
+    )
+    .await;
+    assert_eq!(next(&mut wb).await["payload"], json!({"after": "restart"}));
+    rb.stop().await;
+    ra.stop().await;
+}
+
+/// A replica that lost its inbox (here: Redis restarted under it) cannot know which messages
+/// for its members went with it: once subscribed again, it closes their connections with
+/// 1012, so their nodes reconnect and ask their peers to resend; signaling works after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_losing_its_inbox_a_replica_tells_its_members_to_reconnect_and_resync() {
+    let mut ra = Env::start_on(Some(RedisServer::start_persistent()), |_| {}).await;
+    let rb = ra.replica().await;
+    let (a, b) = (key(1), key(2));
+    let (id, _) = ra.frozen_session(&[&a, &b]).await;
+    let mut wa = member(&ra, &id, &a).await;
+    let mut wb = member(&rb, &id, &b).await;
+    let mut redis = ra.redis.take().unwrap();
+    redis.kill();
+    ra.redis = Some(redis.restart());
+    assert_eq!(closed(&mut wa).await, CloseCode::Restart);
+    assert_eq!(closed(&mut wb).await, CloseCode::Restart);
+    // Each replica closed its members once its own inbox was back; wait for both (and for
+    // their store connections) before reconnecting.
+    wait_for_inboxes(&ra, 2).await;
+    wait_until_healthy(&[&ra, &rb]).await;
     let mut wa = member(&ra, &id, &a).await;
     let mut wb = member(&rb, &id, &b).await;
     send(

@@ -197,3 +197,72 @@ async fn a_broker_message_over_the_limit_ends_the_socket_instead_of_being_buffer
     assert_eq!(end, None, "the oversized message must not be delivered");
     server.abort();
 }
+
+/// Two replicas on one Redis; a on replica A, b on replica B, which reaches Redis through a
+/// proxy. B's inbox subscription goes silent (its connection frozen, as when a network path
+/// dies without a reset), so a message a sends to b is published into the dead connection and
+/// lost. B notices with its subscription check, subscribes again and closes b with 1012; b's
+/// node reconnects and asks a to resync, and a's resend brings b the message after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_lost_with_a_replicas_silent_inbox_arrives_after_the_resync() {
+    let organizer = Keypair::from_seed(&[200; 32]);
+    let redis = common::redis::RedisServer::start();
+    let proxy = common::proxy::FreezingProxy::start(redis.port).await;
+    let store = |url: String| broker::StoreConfig::Redis {
+        url,
+        prefix: "n:".into(),
+    };
+    let ra = common::broker_with(&organizer, |c| c.store = store(redis.url())).await;
+    // B's first connection to Redis is its command connection, the second its inbox.
+    let via_proxy = format!("redis://127.0.0.1:{}/", proxy.port);
+    let rb = common::broker_with(&organizer, |c| c.store = store(via_proxy)).await;
+    let (client, id, a, b) = two_member_session(&ra, &organizer).await;
+    let on_b = BrokerClient::connect(&rb.url()).await.unwrap();
+    let options = |token: String, url: String, peer: &Keypair| signaling::Options {
+        urls: vec![url],
+        token,
+        peers: vec![peer.did()],
+        reconnect_within: Duration::from_secs(30),
+        silence_timeout: signaling::SILENCE_TIMEOUT,
+    };
+    let sa = signaling::connect_with(options(
+        client.authenticate(&a).await.unwrap(),
+        client.signal_url(&id),
+        &b,
+    ))
+    .await
+    .unwrap();
+    let mut sb = signaling::connect_with(options(
+        on_b.authenticate(&b).await.unwrap(),
+        on_b.signal_url(&id),
+        &a,
+    ))
+    .await
+    .unwrap();
+    let offer = |n: u32| Signal {
+        kind: "offer".into(),
+        peer: b.did(),
+        payload: json!({ "n": n }),
+    };
+    let from_a = |n: u32| {
+        Incoming::Signal(Signal {
+            kind: "offer".into(),
+            peer: a.did(),
+            payload: json!({ "n": n }),
+        })
+    };
+    // Check interval (5 s) + command timeout (2 s) + reconnects, with room to spare.
+    let within = Duration::from_secs(20);
+    sa.tx.send(offer(0)).await.unwrap();
+    let got = tokio::time::timeout(within, sb.rx.recv()).await.unwrap();
+    assert_eq!(got, Some(from_a(0)));
+    proxy.freeze_only(1);
+    sa.tx.send(offer(1)).await.unwrap();
+    let got = tokio::time::timeout(within, sb.rx.recv())
+        .await
+        .expect("the lost message never arrived");
+    assert_eq!(got, Some(from_a(1)));
+    drop(proxy);
+    rb.stop(false).await;
+    ra.stop(false).await;
+}

@@ -152,9 +152,11 @@ pub enum BusEvent {
         /// The member's DID.
         did: String,
     },
-    /// The inbox was lost (the store restarted) and is subscribed again:
-    /// presence claims may have been dropped meanwhile, so the replica must
-    /// claim its members again (and take what was buffered for them).
+    /// The inbox was lost (the store restarted, or the subscription went
+    /// silent) and is subscribed again: messages for the replica's members
+    /// may have been lost and presence claims dropped meanwhile, so the
+    /// replica closes its members' connections with 1012; they reconnect,
+    /// claim their presence again and ask their peers to resend.
     Resubscribed,
 }
 
