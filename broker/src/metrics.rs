@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -100,7 +100,7 @@ impl Metrics {
             .unwrap_or("other");
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method,
                 status,
             })
             .inc();

@@ -281,12 +281,13 @@ impl Broker {
             App::new()
                 .app_data(app_state.clone())
                 .wrap_fn(move |req, srv| {
-                    let method = req.method().to_string();
+                    // A standard method clones without allocating.
+                    let method = req.method().clone();
                     let st = st.clone();
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await?;
-                        st.metrics.request(&method, res.status().as_u16());
+                        st.metrics.request(method.as_str(), res.status().as_u16());
                         Ok(res)
                     }
                 })
