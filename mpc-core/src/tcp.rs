@@ -34,6 +34,9 @@ use crate::transport::{Transport, TransportError};
 /// Largest frame accepted (bounds memory per peer).
 pub const MAX_FRAME: usize = 256 << 20;
 
+/// A frame being received grows by at most this much before its bytes arrive.
+const RECV_GROWTH: usize = 1 << 20;
+
 /// Messages shorter than this are written by the caller. They fit in a socket's buffers many
 /// times over (Linux's default TCP receive buffer is 128 KiB), which is what makes a blocking
 /// write safe (see the module docs).
@@ -250,8 +253,14 @@ impl TcpTransport {
                     "frame too large",
                 ));
             }
-            let mut buf = vec![0u8; len];
-            read_exact_until(&mut peer.reader, &mut buf, deadline)?;
+            // The length is the peer's word: grow with the bytes that arrive rather than
+            // allocating up to MAX_FRAME for a header alone.
+            let mut buf = Vec::new();
+            while buf.len() < len {
+                let start = buf.len();
+                buf.resize(start + (len - start).min(RECV_GROWTH), 0);
+                read_exact_until(&mut peer.reader, &mut buf[start..], deadline)?;
+            }
             Ok(buf)
         })();
         r.map_err(|source| {
