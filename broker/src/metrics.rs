@@ -99,10 +99,7 @@ impl Metrics {
             .copied()
             .unwrap_or("other");
         self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                status,
-            })
+            .get_or_create(&RequestLabels { method, status })
             .inc();
     }
 

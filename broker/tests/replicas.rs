@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::ws::{closed, member, next, send};
 use common::{assert_problem, key, Env, RedisServer};
+use identity::Keypair;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -25,6 +26,18 @@ async fn two_replicas() -> (Env, Env) {
         "replicas are one broker identity"
     );
     (a, b)
+}
+
+/// Connects `a` to `ra` and `b` to `rb`, and checks that a message from a reaches b.
+async fn a_message_crosses(ra: &Env, rb: &Env, id: &str, a: &Keypair, b: &Keypair) {
+    let mut wa = member(ra, id, a).await;
+    let mut wb = member(rb, id, b).await;
+    send(
+        &mut wa,
+        json!({"type": "offer", "to": b.did(), "payload": {"after": "restart"}}),
+    )
+    .await;
+    assert_eq!(next(&mut wb).await["payload"], json!({"after": "restart"}));
 }
 
 /// Waits (bounded) until every replica answers `/healthz` with 200.
@@ -271,14 +284,7 @@ async fn a_redis_restart_is_a_503_then_recovers_with_sessions_and_signaling_inta
     // Signaling across the replicas works again once the inboxes resubscribed (a member
     // connected before that is told to reconnect: see the next test).
     wait_for_inboxes(&ra, 2).await;
-    let mut wa = member(&ra, &id, &a).await;
-    let mut wb = member(&rb, &id, &b).await;
-    send(
-        &mut wa,
-        json!({"type": "offer", "to": b.did(), "payload": {"after": "restart"}}),
-    )
-    .await;
-    assert_eq!(next(&mut wb).await["payload"], json!({"after": "restart"}));
+    a_message_crosses(&ra, &rb, &id, &a, &b).await;
     rb.stop().await;
     ra.stop().await;
 }
@@ -303,14 +309,7 @@ async fn after_losing_its_inbox_a_replica_tells_its_members_to_reconnect_and_res
     // their store connections) before reconnecting.
     wait_for_inboxes(&ra, 2).await;
     wait_until_healthy(&[&ra, &rb]).await;
-    let mut wa = member(&ra, &id, &a).await;
-    let mut wb = member(&rb, &id, &b).await;
-    send(
-        &mut wa,
-        json!({"type": "offer", "to": b.did(), "payload": {"after": "restart"}}),
-    )
-    .await;
-    assert_eq!(next(&mut wb).await["payload"], json!({"after": "restart"}));
+    a_message_crosses(&ra, &rb, &id, &a, &b).await;
     rb.stop().await;
     ra.stop().await;
 }
