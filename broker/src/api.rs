@@ -318,7 +318,7 @@ async fn publish_inner(
     }
     let hash = document_hash(&signed);
     for _ in 0..4 {
-        let id = B64.encode(st.random_bytes::<16>());
+        let id = session_id(st.random_bytes::<16>());
         let pub_body = session::publication_body(&id, &st.did, &st.domain, &hash, &signed, now);
         let publication =
             identity::statement::sign(&st.key, session::PUBLICATION_TYPE, &pub_body, now)
@@ -670,4 +670,27 @@ pub(crate) async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
         ),
     )
     .error_response()
+}
+
+/// A new session id: 16 random bytes, base64url. The first byte's top bit is cleared so the
+/// id starts with one of `A`–`f`, never `-` (a command line would read such an id as an
+/// option; 1 in 64 ids did) — 127 random bits remain.
+fn session_id(mut bytes: [u8; 16]) -> String {
+    bytes[0] &= 0x7f;
+    B64.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids_never_begin_with_a_dash_and_fit_the_schema() {
+        for first in 0..=255u8 {
+            let id = super::session_id([first; 16]);
+            assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
+            assert_eq!(id.len(), 22);
+            assert!(id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        }
+    }
 }

@@ -283,6 +283,50 @@ fn unreadable_or_malformed_input_exits_2_with_a_message() {
     );
 }
 
+/// Session ids are base64url, so an organizer's tool may hand out one beginning with `-`: the
+/// commands that take an id must read it as the id, not as an unknown option.
+#[test]
+fn a_session_id_beginning_with_a_dash_is_taken_as_the_id() {
+    let tmp = tempdir("dash-id");
+    let dir = tmp.path();
+    let id = "-cAbCdEfGh0123456789_";
+    for args in [
+        vec!["session", "show", id, "--broker", "http://127.0.0.1:1"],
+        vec![
+            "session",
+            "seal",
+            id,
+            "--key",
+            "k.json",
+            "--broker",
+            "http://127.0.0.1:1",
+        ],
+        vec![
+            "join",
+            "--broker",
+            "http://127.0.0.1:1",
+            "--session",
+            id,
+            "--key",
+            "k.json",
+            "--credential",
+            "vc.json",
+        ],
+    ] {
+        let out = run(dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("unexpected argument") && !stderr.contains("Usage:"),
+            "{args:?}: {stderr}"
+        );
+        // It got past the command line: to the key file, or to the (absent) broker.
+        assert!(
+            stderr.contains("k.json") || stderr.contains("127.0.0.1:1"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [

@@ -19,8 +19,8 @@ pub(crate) struct JoinArgs {
     /// turn when one fails.
     #[arg(long, required = true, value_delimiter = ',')]
     broker: Vec<String>,
-    /// The session id the organizer gave you.
-    #[arg(long)]
+    /// The session id the organizer gave you (ids may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     session: String,
     /// Your key file.
     #[arg(long)]

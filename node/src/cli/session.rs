@@ -30,7 +30,8 @@ pub(crate) enum SessionCommand {
     },
     /// Show a session's state and its checked manifest.
     Show {
-        /// The session id.
+        /// The session id (ids may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// The broker's URL.
         #[arg(long)]
@@ -41,7 +42,8 @@ pub(crate) enum SessionCommand {
     },
     /// Freeze the roster with the parties that joined so far (organizer only).
     Seal {
-        /// The session id.
+        /// The session id (ids may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// The organizer's key file.
         #[arg(long)]
