@@ -69,8 +69,13 @@ fn error_frame(code: &str, detail: &str, id: Option<&Value>) -> String {
 /// What to do with one client frame (pure).
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    /// Relay this stamped message to `to`.
-    Relay { to: Did, msg: String },
+    /// Relay this stamped message to `to`; `id` is the sender's message id, if any, for
+    /// the error frame should the relay fail (so the sender knows what to send again).
+    Relay {
+        to: Did,
+        msg: String,
+        id: Option<Value>,
+    },
     /// Answer the sender with this error frame.
     Refuse { code: &'static str, frame: String },
 }
@@ -132,12 +137,14 @@ fn judge(text: &str, me: &Did, roster: &[Did], st: &State) -> Verdict {
     });
     // The sender's message id travels on, so recipients can drop the
     // duplicates a resend after a reconnect produces.
-    if let Some(id) = id.filter(|i| i.is_string()) {
+    let id = id.filter(|i| i.is_string()).cloned();
+    if let Some(id) = &id {
         msg["id"] = id.clone();
     }
     Verdict::Relay {
         to,
         msg: msg.to_string(),
+        id,
     }
 }
 
@@ -289,14 +296,14 @@ async fn handle_text(
             st.metrics.relay_refused(code);
             Some(frame)
         }
-        Verdict::Relay { to, msg } => match st.relay(session_id, &to, msg).await {
+        Verdict::Relay { to, msg, id } => match st.relay(session_id, &to, msg).await {
             Ok(()) => {
                 st.metrics.relayed();
                 None
             }
             Err(e) => {
                 st.metrics.relay_refused(e.code());
-                Some(error_frame(e.code(), e.detail(), None))
+                Some(error_frame(e.code(), e.detail(), id.as_ref()))
             }
         },
     }

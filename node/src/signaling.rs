@@ -49,6 +49,10 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 /// The kind of message that asks a peer to resend (handled here, never
 /// handed up).
 const RESYNC: &str = "resync";
+/// The broker's code for a message its store did not take (a Redis blip): worth sending again.
+const STORE_UNAVAILABLE: &str = "store_unavailable";
+/// How often a message the store did not take is sent again, and the first pause (doubling).
+const RETRIES: (u32, Duration) = (6, Duration::from_millis(200));
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -235,8 +239,12 @@ struct Link {
     /// Random per process, so ids never repeat across restarts of a node.
     epoch: u32,
     next: u64,
-    /// What we sent, for resending: (recipient, wire message).
-    log: VecDeque<(Did, String)>,
+    /// What we sent, for resending: (recipient, id, wire message).
+    log: VecDeque<(Did, String, String)>,
+    /// Messages the broker's store did not take, to send again: (when, id).
+    retries: VecDeque<(tokio::time::Instant, String)>,
+    /// Attempts so far per message id sent again.
+    attempts: HashMap<String, u32>,
     /// Ids seen per sender.
     seen: HashMap<Did, (HashSet<String>, VecDeque<String>)>,
 }
@@ -249,25 +257,64 @@ impl Link {
             epoch,
             next: 0,
             log: VecDeque::new(),
+            retries: VecDeque::new(),
+            attempts: HashMap::new(),
             seen: HashMap::new(),
         }
     }
 
-    /// A message on the wire with the next id.
-    fn wire(&mut self, s: &Signal) -> String {
+    /// A message on the wire with the next id, and the id.
+    fn wire(&mut self, s: &Signal) -> (String, String) {
         self.next += 1;
         let id = format!("{:08x}-{}", self.epoch, self.next);
-        json!({"type": s.kind, "to": s.peer, "payload": s.payload, "id": id}).to_string()
+        let wire = json!({"type": s.kind, "to": s.peer, "payload": s.payload, "id": id});
+        (wire.to_string(), id)
     }
 
     /// Stamps and logs a message for sending.
     fn stamp(&mut self, s: &Signal) -> String {
-        let wire = self.wire(s);
+        let (wire, id) = self.wire(s);
         if self.log.len() >= LOG_LIMIT {
             self.log.pop_front();
         }
-        self.log.push_back((s.peer.clone(), wire.clone()));
+        self.log.push_back((s.peer.clone(), id, wire.clone()));
         wire
+    }
+
+    /// The broker's store did not take our message `id`: schedule it again after a pause that
+    /// doubles with each attempt. `false` when it is not ours to resend (not in the log, or out
+    /// of attempts), so the refusal stands.
+    fn retry_later(&mut self, id: &str, now: tokio::time::Instant) -> bool {
+        let attempts = self.attempts.get(id).copied().unwrap_or(0);
+        if attempts >= RETRIES.0
+            || self.retries.len() >= LOG_LIMIT
+            || !self.log.iter().any(|(_, i, _)| i == id)
+        {
+            return false;
+        }
+        if self.attempts.len() >= LOG_LIMIT {
+            self.attempts.clear();
+        }
+        self.attempts.insert(id.to_owned(), attempts + 1);
+        self.retries
+            .push_back((now + RETRIES.1 * 2u32.pow(attempts), id.to_owned()));
+        true
+    }
+
+    /// When the next retry is due.
+    fn next_retry(&self) -> Option<tokio::time::Instant> {
+        self.retries.iter().map(|(at, _)| *at).min()
+    }
+
+    /// The logged messages whose retry is due by `now`, taken off the schedule.
+    fn due_retries(&mut self, now: tokio::time::Instant) -> Vec<String> {
+        let (due, later): (VecDeque<_>, VecDeque<_>) =
+            self.retries.drain(..).partition(|(at, _)| *at <= now);
+        self.retries = later;
+        due.iter()
+            .filter_map(|(_, id)| self.log.iter().find(|(_, i, _)| i == id))
+            .map(|(_, _, w)| w.clone())
+            .collect()
     }
 
     /// `true` the first time this sender's id is seen.
@@ -298,9 +345,10 @@ impl Link {
                     peer: p.clone(),
                     payload: json!({}),
                 })
+                .0
             })
             .collect();
-        out.extend(self.log.iter().map(|(_, w)| w.clone()));
+        out.extend(self.log.iter().map(|(_, _, w)| w.clone()));
         out
     }
 
@@ -308,8 +356,8 @@ impl Link {
     fn resend_to(&self, peer: &Did) -> Vec<String> {
         self.log
             .iter()
-            .filter(|(to, _)| to == peer)
-            .map(|(_, w)| w.clone())
+            .filter(|(to, _, _)| to == peer)
+            .map(|(_, _, w)| w.clone())
             .collect()
     }
 
@@ -381,7 +429,7 @@ impl Link {
             }
         }
         let mut heard = tokio::time::Instant::now();
-        let ended = loop {
+        let ended = 'serve: loop {
             tokio::select! {
                 // In order, the silence timer last: a frame already waiting must count as
                 // heard, even when the loop was slow to come back here.
@@ -415,6 +463,14 @@ impl Link {
                         Some(Ok(_)) => continue,
                     };
                     let Some((event, id)) = parse(&text) else { continue };
+                    if let (Incoming::Refused { code, .. }, Some(id)) = (&event, &id) {
+                        // The store did not take it (a Redis blip): send it again shortly.
+                        if code == STORE_UNAVAILABLE
+                            && self.retry_later(id, tokio::time::Instant::now())
+                        {
+                            continue;
+                        }
+                    }
                     if let Incoming::Signal(s) = &event {
                         if let Some(id) = &id {
                             if !self.first_time(&s.peer, id) {
@@ -434,6 +490,15 @@ impl Link {
                     }
                     if in_tx.send(event).await.is_err() {
                         break Ended::Abandoned;
+                    }
+                }
+                () = tokio::time::sleep_until(self.next_retry().unwrap_or(heard + silence)),
+                    if self.next_retry().is_some() =>
+                {
+                    for wire in self.due_retries(tokio::time::Instant::now()) {
+                        if !bounded(silence, sink.send(Message::text(wire))).await {
+                            break 'serve Ended::Lost;
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(heard + silence) => {
@@ -460,8 +525,8 @@ async fn bounded<E>(
     matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
 }
 
-/// Parses one broker frame (and the sender's message id); frames that are
-/// not the API are dropped.
+/// Parses one broker frame (and the sender's message id, or for a refusal the id of our
+/// message it refers to); frames that are not the API are dropped.
 fn parse(text: &str) -> Option<(Incoming, Option<String>)> {
     let v: Value = serde_json::from_str(text).ok()?;
     let kind = v.get("type")?.as_str()?;
@@ -471,7 +536,8 @@ fn parse(text: &str) -> Option<(Incoming, Option<String>)> {
                 code: v["code"].as_str().unwrap_or("unknown").to_owned(),
                 detail: v["detail"].as_str().unwrap_or_default().to_owned(),
             },
-            None,
+            // For a refusal: the id of our message it refers to, if the broker says.
+            v.get("id").and_then(Value::as_str).map(str::to_owned),
         ));
     }
     let from = Did::parse(v.get("from")?.as_str()?).ok()?;
@@ -596,5 +662,36 @@ mod tests {
             });
         }
         assert_eq!(l.log.len(), LOG_LIMIT);
+    }
+
+    #[test]
+    fn a_message_the_store_refused_is_retried_with_doubling_pauses_a_bounded_number_of_times() {
+        let mut l = link();
+        let wire = l.stamp(&Signal {
+            kind: "offer".into(),
+            peer: did(2),
+            payload: json!({}),
+        });
+        let id = format!("{:08x}-1", 0xabcd);
+        let t0 = tokio::time::Instant::now();
+        assert!(
+            !l.retry_later("0000abcd-99", t0),
+            "not ours: the refusal stands"
+        );
+        assert_eq!(l.next_retry(), None);
+        let mut at = t0;
+        for attempt in 0..RETRIES.0 {
+            assert!(l.retry_later(&id, at), "attempt {attempt}");
+            let due = l.next_retry().unwrap();
+            assert_eq!(due - at, RETRIES.1 * 2u32.pow(attempt));
+            assert!(l.due_retries(due - Duration::from_millis(1)).is_empty());
+            assert_eq!(l.due_retries(due), vec![wire.clone()]);
+            assert_eq!(l.next_retry(), None);
+            at = due;
+        }
+        assert!(
+            !l.retry_later(&id, at),
+            "out of attempts: the refusal stands"
+        );
     }
 }

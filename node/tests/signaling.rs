@@ -266,3 +266,72 @@ async fn a_message_lost_with_a_replicas_silent_inbox_arrives_after_the_resync() 
     rb.stop(false).await;
     ra.stop(false).await;
 }
+
+/// Two replicas on one Redis; a on replica A, b on replica B. Redis refuses PUBLISH for a
+/// moment, so A's store does not take a's message to b: the broker refuses
+/// it with `store_unavailable` and the message's id, and a's node sends it again with a
+/// doubling pause until the store takes it. b gets it once, and a never sees the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_store_did_not_take_is_sent_again_until_it_does() {
+    let organizer = Keypair::from_seed(&[200; 32]);
+    let redis = common::redis::RedisServer::start();
+    let store = broker::StoreConfig::Redis {
+        url: redis.url(),
+        prefix: "n:".into(),
+    };
+    let ra = common::broker_with(&organizer, |c| c.store = store.clone()).await;
+    let rb = common::broker_with(&organizer, |c| c.store = store.clone()).await;
+    let (client, id, a, b) = two_member_session(&ra, &organizer).await;
+    let on_b = BrokerClient::connect(&rb.url()).await.unwrap();
+    let options = |token: String, url: String, peer: &Keypair| signaling::Options {
+        urls: vec![url],
+        token,
+        peers: vec![peer.did()],
+        reconnect_within: Duration::from_secs(30),
+        silence_timeout: signaling::SILENCE_TIMEOUT,
+    };
+    let mut sa = signaling::connect_with(options(
+        client.authenticate(&a).await.unwrap(),
+        client.signal_url(&id),
+        &b,
+    ))
+    .await
+    .unwrap();
+    let mut sb = signaling::connect_with(options(
+        on_b.authenticate(&b).await.unwrap(),
+        on_b.signal_url(&id),
+        &a,
+    ))
+    .await
+    .unwrap();
+    let offer = |n: u32| Signal {
+        kind: "offer".into(),
+        peer: b.did(),
+        payload: json!({ "n": n }),
+    };
+    let from_a = |n: u32| {
+        Incoming::Signal(Signal {
+            kind: "offer".into(),
+            peer: a.did(),
+            payload: json!({ "n": n }),
+        })
+    };
+    let within = Duration::from_secs(20);
+    sa.tx.send(offer(0)).await.unwrap();
+    let got = tokio::time::timeout(within, sb.rx.recv()).await.unwrap();
+    assert_eq!(got, Some(from_a(0)));
+    // Redis refuses PUBLISH (an ACL change), so the store's send script fails.
+    assert_eq!(redis.command("ACL SETUSER default -publish"), "+OK");
+    sa.tx.send(offer(1)).await.unwrap();
+    // Refused at least once (and sent again) before the store takes writes again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(redis.command("ACL SETUSER default +publish"), "+OK");
+    let got = tokio::time::timeout(within, sb.rx.recv())
+        .await
+        .expect("the refused message was not sent again");
+    assert_eq!(got, Some(from_a(1)));
+    // a's node kept the refusal to itself: it was dealt with.
+    assert!(sa.rx.try_recv().is_err());
+    rb.stop(false).await;
+    ra.stop(false).await;
+}

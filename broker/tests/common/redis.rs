@@ -112,6 +112,18 @@ impl RedisServer {
         }
     }
 
+    /// Runs one inline command (e.g. `CONFIG SET maxmemory 1`) and returns the reply's
+    /// first line (`+OK`, `-ERR …`).
+    pub fn command(&self, line: &str) -> String {
+        use std::io::{BufRead as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        std::io::BufReader::new(s).read_line(&mut reply).unwrap();
+        reply.trim_end().to_owned()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
