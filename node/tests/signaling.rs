@@ -198,6 +198,86 @@ async fn a_broker_message_over_the_limit_ends_the_socket_instead_of_being_buffer
     server.abort();
 }
 
+/// Members a and b of a session on two replicas of one Redis-backed broker: a signals
+/// through `ra` (where the session is published), b through `rb`; both reconnect and resync
+/// as `mpc-node join` does. [`TwoReplicas::connect`] returns once a's message 0 reached b.
+struct TwoReplicas {
+    sa: signaling::Signaling,
+    sb: signaling::Signaling,
+    a: Keypair,
+    b: Keypair,
+}
+
+/// Within this a message must cross (covers a subscription check of 5 s plus the 2 s command
+/// timeout, and the reconnects after it, with room to spare).
+const CROSSING: Duration = Duration::from_secs(20);
+
+impl TwoReplicas {
+    async fn connect(ra: &broker::Running, rb: &broker::Running, organizer: &Keypair) -> Self {
+        let (client, id, a, b) = two_member_session(ra, organizer).await;
+        let on_b = BrokerClient::connect(&rb.url()).await.unwrap();
+        let options = |token: String, url: String, peer: &Keypair| signaling::Options {
+            urls: vec![url],
+            token,
+            peers: vec![peer.did()],
+            reconnect_within: Duration::from_secs(30),
+            silence_timeout: signaling::SILENCE_TIMEOUT,
+        };
+        let sa = signaling::connect_with(options(
+            client.authenticate(&a).await.unwrap(),
+            client.signal_url(&id),
+            &b,
+        ))
+        .await
+        .unwrap();
+        let sb = signaling::connect_with(options(
+            on_b.authenticate(&b).await.unwrap(),
+            on_b.signal_url(&id),
+            &a,
+        ))
+        .await
+        .unwrap();
+        let mut two = TwoReplicas { sa, sb, a, b };
+        two.send(0).await;
+        assert_eq!(two.received(CROSSING).await, Some(two.offer_seen_by_b(0)));
+        two
+    }
+
+    /// a sends b offer number `n`.
+    async fn send(&self, n: u32) {
+        let offer = Signal {
+            kind: "offer".into(),
+            peer: self.b.did(),
+            payload: json!({ "n": n }),
+        };
+        self.sa.tx.send(offer).await.unwrap();
+    }
+
+    /// What b receives next, if anything within `within`.
+    async fn received(&mut self, within: Duration) -> Option<Incoming> {
+        tokio::time::timeout(within, self.sb.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Offer number `n` as b sees it.
+    fn offer_seen_by_b(&self, n: u32) -> Incoming {
+        Incoming::Signal(Signal {
+            kind: "offer".into(),
+            peer: self.a.did(),
+            payload: json!({ "n": n }),
+        })
+    }
+}
+
+fn redis_store(url: String) -> broker::StoreConfig {
+    broker::StoreConfig::Redis {
+        url,
+        prefix: "n:".into(),
+    }
+}
+
 /// Two replicas on one Redis; a on replica A, b on replica B, which reaches Redis through a
 /// proxy. B's inbox subscription goes silent (its connection frozen, as when a network path
 /// dies without a reset), so a message a sends to b is published into the dead connection and
@@ -208,60 +288,19 @@ async fn a_message_lost_with_a_replicas_silent_inbox_arrives_after_the_resync() 
     let organizer = Keypair::from_seed(&[200; 32]);
     let redis = common::redis::RedisServer::start();
     let proxy = common::proxy::FreezingProxy::start(redis.port).await;
-    let store = |url: String| broker::StoreConfig::Redis {
-        url,
-        prefix: "n:".into(),
-    };
-    let ra = common::broker_with(&organizer, |c| c.store = store(redis.url())).await;
+    let ra = common::broker_with(&organizer, |c| c.store = redis_store(redis.url())).await;
     // B's first connection to Redis is its command connection, the second its inbox.
     let via_proxy = format!("redis://127.0.0.1:{}/", proxy.port);
-    let rb = common::broker_with(&organizer, |c| c.store = store(via_proxy)).await;
-    let (client, id, a, b) = two_member_session(&ra, &organizer).await;
-    let on_b = BrokerClient::connect(&rb.url()).await.unwrap();
-    let options = |token: String, url: String, peer: &Keypair| signaling::Options {
-        urls: vec![url],
-        token,
-        peers: vec![peer.did()],
-        reconnect_within: Duration::from_secs(30),
-        silence_timeout: signaling::SILENCE_TIMEOUT,
-    };
-    let sa = signaling::connect_with(options(
-        client.authenticate(&a).await.unwrap(),
-        client.signal_url(&id),
-        &b,
-    ))
-    .await
-    .unwrap();
-    let mut sb = signaling::connect_with(options(
-        on_b.authenticate(&b).await.unwrap(),
-        on_b.signal_url(&id),
-        &a,
-    ))
-    .await
-    .unwrap();
-    let offer = |n: u32| Signal {
-        kind: "offer".into(),
-        peer: b.did(),
-        payload: json!({ "n": n }),
-    };
-    let from_a = |n: u32| {
-        Incoming::Signal(Signal {
-            kind: "offer".into(),
-            peer: a.did(),
-            payload: json!({ "n": n }),
-        })
-    };
-    // Check interval (5 s) + command timeout (2 s) + reconnects, with room to spare.
-    let within = Duration::from_secs(20);
-    sa.tx.send(offer(0)).await.unwrap();
-    let got = tokio::time::timeout(within, sb.rx.recv()).await.unwrap();
-    assert_eq!(got, Some(from_a(0)));
+    let rb = common::broker_with(&organizer, |c| c.store = redis_store(via_proxy)).await;
+    let mut two = TwoReplicas::connect(&ra, &rb, &organizer).await;
     proxy.freeze_only(1);
-    sa.tx.send(offer(1)).await.unwrap();
-    let got = tokio::time::timeout(within, sb.rx.recv())
-        .await
-        .expect("the lost message never arrived");
-    assert_eq!(got, Some(from_a(1)));
+    two.send(1).await;
+    let got = two.received(CROSSING).await;
+    assert_eq!(
+        got,
+        Some(two.offer_seen_by_b(1)),
+        "the lost message never arrived"
+    );
     drop(proxy);
     rb.stop(false).await;
     ra.stop(false).await;
@@ -275,63 +314,23 @@ async fn a_message_lost_with_a_replicas_silent_inbox_arrives_after_the_resync() 
 async fn a_message_the_store_did_not_take_is_sent_again_until_it_does() {
     let organizer = Keypair::from_seed(&[200; 32]);
     let redis = common::redis::RedisServer::start();
-    let store = broker::StoreConfig::Redis {
-        url: redis.url(),
-        prefix: "n:".into(),
-    };
-    let ra = common::broker_with(&organizer, |c| c.store = store.clone()).await;
-    let rb = common::broker_with(&organizer, |c| c.store = store.clone()).await;
-    let (client, id, a, b) = two_member_session(&ra, &organizer).await;
-    let on_b = BrokerClient::connect(&rb.url()).await.unwrap();
-    let options = |token: String, url: String, peer: &Keypair| signaling::Options {
-        urls: vec![url],
-        token,
-        peers: vec![peer.did()],
-        reconnect_within: Duration::from_secs(30),
-        silence_timeout: signaling::SILENCE_TIMEOUT,
-    };
-    let mut sa = signaling::connect_with(options(
-        client.authenticate(&a).await.unwrap(),
-        client.signal_url(&id),
-        &b,
-    ))
-    .await
-    .unwrap();
-    let mut sb = signaling::connect_with(options(
-        on_b.authenticate(&b).await.unwrap(),
-        on_b.signal_url(&id),
-        &a,
-    ))
-    .await
-    .unwrap();
-    let offer = |n: u32| Signal {
-        kind: "offer".into(),
-        peer: b.did(),
-        payload: json!({ "n": n }),
-    };
-    let from_a = |n: u32| {
-        Incoming::Signal(Signal {
-            kind: "offer".into(),
-            peer: a.did(),
-            payload: json!({ "n": n }),
-        })
-    };
-    let within = Duration::from_secs(20);
-    sa.tx.send(offer(0)).await.unwrap();
-    let got = tokio::time::timeout(within, sb.rx.recv()).await.unwrap();
-    assert_eq!(got, Some(from_a(0)));
+    let ra = common::broker_with(&organizer, |c| c.store = redis_store(redis.url())).await;
+    let rb = common::broker_with(&organizer, |c| c.store = redis_store(redis.url())).await;
+    let mut two = TwoReplicas::connect(&ra, &rb, &organizer).await;
     // Redis refuses PUBLISH (an ACL change), so the store's send script fails.
     assert_eq!(redis.command("ACL SETUSER default -publish"), "+OK");
-    sa.tx.send(offer(1)).await.unwrap();
-    // Refused at least once (and sent again) before the store takes writes again.
+    two.send(1).await;
+    // Refused at least once (and sent again) before the store takes messages again.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(redis.command("ACL SETUSER default +publish"), "+OK");
-    let got = tokio::time::timeout(within, sb.rx.recv())
-        .await
-        .expect("the refused message was not sent again");
-    assert_eq!(got, Some(from_a(1)));
+    let got = two.received(CROSSING).await;
+    assert_eq!(
+        got,
+        Some(two.offer_seen_by_b(1)),
+        "the refused message was not sent again"
+    );
     // a's node kept the refusal to itself: it was dealt with.
-    assert!(sa.rx.try_recv().is_err());
+    assert!(two.sa.rx.try_recv().is_err());
     rb.stop(false).await;
     ra.stop(false).await;
 }
