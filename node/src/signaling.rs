@@ -14,7 +14,11 @@
 //! peer for a `resync` and sends again everything it has sent so far (a
 //! bounded log); every message carries an id (`<epoch>-<n>`) and receivers
 //! drop ids they have seen. The mesh above therefore sees each message once,
-//! in each sender's order, across any number of reconnects. When the task
+//! in each sender's order, across any number of reconnects. A message the
+//! broker's store did not take (`store_unavailable`, naming the message's id)
+//! is sent again from the log with a doubling pause, a bounded number of
+//! times; a broker that closes with 1012 (it lost messages on their way
+//! between replicas) is a reconnect like any other. When the task
 //! gives up it closes the inbound channel, so a node waiting on signaling
 //! learns that the broker went away instead of hanging.
 
